@@ -1,0 +1,22 @@
+"""Durable graph state: LangGraph's own SQLite checkpointer, in agentrt's data folder."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from agentrt.models.weights import home
+
+
+def sqlite_checkpointer(path: str | Path | None = None) -> SqliteSaver:
+    """A checkpointer writing to ``path`` (default ``home()/checkpoints.sqlite``) in WAL mode,
+    shareable across threads, so runs can be resumed by thread id after a crash."""
+    path = Path(path) if path else home() / "checkpoints.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    saver = SqliteSaver(conn)
+    saver.setup()
+    return saver

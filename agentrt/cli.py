@@ -1,0 +1,240 @@
+"""The ``agentrt`` command line: run graphs, manage models, read trajectories, benchmark."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from langchain_core.messages import AIMessage, ToolMessage
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from agentrt.manifest import ManifestError
+from agentrt.models.base import ModelError
+from agentrt.trajectory_store import TrajectoryStoreError
+
+app = typer.Typer(help="agentrt: run LLM agents with tools and retrieval, record trajectories.", no_args_is_help=True)
+traj_app = typer.Typer(help="Read and export recorded trajectories.", no_args_is_help=True)
+app.add_typer(traj_app, name="traj")
+console = Console()
+err = Console(stderr=True)
+
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="trajectory database (default $AGENTRT_STORE or ~/.cache/agentrt/trajectories.sqlite)")]
+KNOWN_ERRORS = (ModelError, ManifestError, TrajectoryStoreError, ValueError, OSError, sqlite3.Error)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _store(path: Path | None) -> Any:
+    from agentrt.trajectory_store import TrajectoryStore, default_store_path
+
+    return TrajectoryStore(path or default_store_path())
+
+
+@app.command()
+def run(
+    question: Annotated[str | None, typer.Argument(help="what to ask; omit with --resume")] = None,
+    graph: Annotated[str, typer.Option(help="graph name from the manifest, or path.py:attr")] = "react",
+    model: Annotated[str | None, typer.Option(help="model spec (see `agentrt models`)")] = None,
+    thread: Annotated[str | None, typer.Option(help="thread id: continue this conversation")] = None,
+    resume: Annotated[bool, typer.Option(help="resume the thread's interrupted run from its last checkpoint")] = False,
+    max_steps: Annotated[int | None, typer.Option(help="budget: model calls")] = None,
+    max_tool_calls: Annotated[int | None, typer.Option(help="budget: tool calls")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="budget: wall time")] = None,
+    temperature: Annotated[float | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    manifest: Annotated[Path | None, typer.Option(help="langgraph.json listing the graphs")] = None,
+    checkpoints: Annotated[Path | None, typer.Option(help="checkpoint database (default ~/.cache/agentrt/checkpoints.sqlite)")] = None,
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON only")] = False,
+) -> None:
+    """Ask a graph a question; the steps show as they happen and the run is recorded."""
+    from agentrt.agent import user_input
+    from agentrt.checkpoints import sqlite_checkpointer
+    from agentrt.manifest import load_graph
+    from agentrt.models.registry import DEFAULT_MODEL, load_model
+    from agentrt.runner import run_config, stream_run
+
+    if resume and not thread:
+        _fail("--resume needs --thread ID (the id printed by the run you want to resume)")
+    if not resume and not (question or "").strip():
+        _fail('give a question, e.g. agentrt run "What is 17 * 23 + 4?"')
+    try:
+        compiled = load_graph(graph, manifest)
+        trajectories = _store(store)
+        with console.status(f"loading {model or DEFAULT_MODEL} ...", spinner="dots"):
+            load_model(model or DEFAULT_MODEL)
+        saver = sqlite_checkpointer(checkpoints)
+    except KNOWN_ERRORS as exc:
+        _fail(str(exc))
+    thread = thread or str(uuid.uuid4())
+    config = run_config(
+        model=model, thread_id=thread, max_steps=max_steps, max_tool_calls=max_tool_calls,
+        max_seconds=max_seconds, temperature=temperature, seed=seed,
+    )
+    inputs = None if resume else user_input(question or "")
+    view = _RunView(quiet=as_json)
+    result = None
+    for event in stream_run(compiled.copy(update={"checkpointer": saver}), graph, inputs, config, trajectories):
+        if event.kind == "end":
+            result = event.data
+        else:
+            view.show(event)
+    assert result is not None
+    if as_json:
+        print(result.model_dump_json())
+    else:
+        view.finish(result)
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+class _RunView:
+    """Renders a run as it happens: streamed text, tool calls and their results."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.streaming = quiet, False
+
+    def show(self, event: Any) -> None:
+        if self.quiet:
+            return
+        if event.kind == "token":
+            console.print(event.data, end="", style="cyan", markup=False, highlight=False)
+            self.streaming = True
+            return
+        if self.streaming:
+            console.print()
+            self.streaming = False
+        for m in (event.data or {}).get("messages", []) if isinstance(event.data, dict) else []:
+            if isinstance(m, AIMessage):
+                for c in m.tool_calls:
+                    args = ", ".join(f"{k}={v!r}" for k, v in c["args"].items())
+                    console.print(f"[bold]→ {c['name']}[/]({args})", highlight=False)
+                for c in m.invalid_tool_calls:
+                    console.print(f"[red]→ malformed tool call:[/] {c.get('error')}", markup=True, highlight=False)
+            elif isinstance(m, ToolMessage):
+                ms = 1000 * float(m.response_metadata.get("latency_s") or 0)
+                style = "red" if m.status == "error" else "green"
+                console.print(f"[{style}]← {str(m.content)[:300]}[/] [dim]({ms:.0f} ms)[/]", highlight=False)
+        if event.node == "stop":
+            console.print(f"[yellow]budget reached: {event.data.get('stop_reason')}[/]")
+
+    def finish(self, result: Any) -> None:
+        if self.streaming:
+            console.print()
+        if result.status == "failed":
+            err.print(f"[bold red]run failed:[/] {result.error}")
+        else:
+            console.print(Panel(result.answer or "(no answer)", title="answer", border_style="green"))
+        console.print(
+            f"[dim]run {result.run_id} · thread {result.thread_id} · {result.status} · "
+            f"stop: {result.stop_reason} · {result.duration_s:.1f} s[/]"
+        )
+
+
+@app.command()
+def models(
+    prepare: Annotated[bool, typer.Option(help="assemble and cache the local models now")] = False,
+    verify: Annotated[bool, typer.Option(help="re-check the sha256 of assembled models")] = False,
+) -> None:
+    """List model specs; with --prepare, make the installed local models ready to load fast."""
+    from agentrt.models import weights
+    from agentrt.models.registry import list_specs
+
+    table = Table("spec", "description", "ready", "note")
+    for s in list_specs():
+        table.add_row(s.spec, s.description, "yes" if s.available else "no", s.note)
+    console.print(table)
+    for name in weights.CATALOG:
+        if (prepare or verify) and weights.installed(name):
+            try:
+                with console.status(f"preparing {name} ..."):
+                    weights.hf_dir(name)
+                    digest = weights.verify(name) if verify else None
+                console.print(f"{name}: ready in {weights.home() / 'models' / name}" + (f" (sha256 {digest})" if digest else ""))
+            except ModelError as exc:
+                _fail(str(exc))
+
+
+@traj_app.command("list")
+def traj_list(
+    limit: int = 20,
+    graph: str | None = None,
+    status: str | None = None,
+    store: StoreOpt = None,
+) -> None:
+    """The newest runs."""
+    try:
+        rows = _store(store).list(limit=limit, graph=graph, status=status)
+    except KNOWN_ERRORS as exc:
+        _fail(str(exc))
+    table = Table("run", "started", "graph", "model", "status", "stop", "answer")
+    for r in rows:
+        table.add_row(
+            r.run_id[:12], r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.graph, r.model or "", r.status,
+            r.stop_reason or "", (r.final_answer or "")[:60],
+        )
+    console.print(table)
+
+
+@traj_app.command("show")
+def traj_show(run_id: str, store: StoreOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One run, step by step (a unique prefix of the id is enough)."""
+    try:
+        t = _store(store).get(run_id)
+    except KNOWN_ERRORS as exc:
+        _fail(str(exc))
+    if as_json:
+        print(t.model_dump_json(indent=2))
+        return
+    console.print(f"[bold]{t.run_id}[/] {t.graph} · {t.model} · {t.status} · stop: {t.stop_reason}")
+    console.print(f"[dim]started {t.started_at} · {t.duration_s or 0:.2f} s · tokens in {t.usage.input_tokens} out {t.usage.output_tokens}[/]")
+    for m in t.messages:
+        role = m.get("role")
+        text = m.get("content") if isinstance(m.get("content"), str) else json.dumps(m.get("content"))
+        calls = "".join(f"\n  → {c['function']['name']}({c['function']['arguments']})" for c in m.get("tool_calls") or [])
+        console.print(f"[bold]{role}:[/] {text}{calls}", highlight=False)
+    if t.final_answer:
+        console.print(Panel(t.final_answer, title="answer", border_style="green"))
+
+
+@traj_app.command("export")
+def traj_export(
+    out: Annotated[Path | None, typer.Option("--out", help="file to write (default: standard output)")] = None,
+    format: Annotated[str, typer.Option("--format", help="jsonl")] = "jsonl",
+    graph: str | None = None,
+    status: str | None = None,
+    since: Annotated[datetime | None, typer.Option(help="only runs started at or after this time")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """All matching trajectories, one JSON document per line."""
+    if format != "jsonl":
+        _fail(f"unknown format {format!r}: only jsonl is supported")
+    if since and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    try:
+        s = _store(store)
+        if out is None:
+            count = s.export_jsonl(sys.stdout, graph=graph, status=status, since=since)
+        else:
+            tmp = out.with_name(out.name + ".partial")
+            with tmp.open("w") as f:
+                count = s.export_jsonl(f, graph=graph, status=status, since=since)
+            tmp.replace(out)
+    except KNOWN_ERRORS as exc:
+        _fail(str(exc))
+    err.print(f"exported {count} trajectories" + (f" to {out}" if out else ""))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

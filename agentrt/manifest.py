@@ -1,0 +1,103 @@
+"""Finding graphs by name through a project manifest.
+
+The manifest is a ``langgraph.json`` (the same file LangGraph's own server reads), so one file
+names the graphs for ``agentrt run``, ``agentrt serve`` and ``langgraph dev`` alike:
+``{"graphs": {"react": "./graphs/react.py:graph"}}``. The engine never imports a graph by
+name: it only follows what the manifest says.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+MANIFEST_NAME = "langgraph.json"
+
+
+class ManifestError(ValueError):
+    """The manifest or a graph it names cannot be used; the message says how to fix it."""
+
+
+class Manifest(BaseModel):
+    graphs: dict[str, str]
+    path: Path
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+
+def find_manifest(explicit: str | Path | None = None) -> Path:
+    """``explicit``, else ``$AGENTRT_MANIFEST``, else ``./langgraph.json``, else the manifest of
+    the project agentrt was installed from (so `agentrt run` works from any folder)."""
+    candidates = [explicit, os.environ.get("AGENTRT_MANIFEST"), Path.cwd() / MANIFEST_NAME]
+    spec = importlib.util.find_spec("graphs")
+    if spec and spec.submodule_search_locations:
+        candidates.append(Path(next(iter(spec.submodule_search_locations))).parent / MANIFEST_NAME)
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c).resolve()
+    if explicit:
+        raise ManifestError(f"manifest {explicit} does not exist")
+    raise ManifestError(
+        f"no {MANIFEST_NAME} found here or in the agentrt project; pass --manifest FILE "
+        'listing your graphs, e.g. {"graphs": {"react": "./graphs/react.py:graph"}}'
+    )
+
+
+@cache
+def load_manifest(path: Path) -> Manifest:
+    try:
+        data = json.loads(path.read_text())
+        return Manifest(graphs=data.get("graphs") or {}, path=path)
+    except (OSError, json.JSONDecodeError, ValidationError, AttributeError) as exc:
+        raise ManifestError(f"{path} is not a valid manifest: {exc}") from exc
+
+
+def load_graph(name: str, manifest: str | Path | None = None) -> Any:
+    """The compiled graph a manifest names (``name``), or a direct ``path.py:attr`` /
+    ``package.module:attr`` reference."""
+    if ":" in name:
+        return _resolve(name, Path.cwd())
+    m = load_manifest(find_manifest(manifest))
+    if name not in m.graphs:
+        raise ManifestError(f"no graph named {name!r} in {m.path}; it has: {', '.join(m.graphs) or 'none'}")
+    return _resolve(m.graphs[name], m.root)
+
+
+def _resolve(ref: str, root: Path) -> Any:
+    target, _, attr = ref.rpartition(":")
+    if not target or not attr:
+        raise ManifestError(f"graph reference {ref!r} must look like ./graphs/x.py:graph or package.module:graph")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # graph files import their project's tools and graphs
+    try:
+        if target.endswith(".py"):
+            file = (root / target).resolve()
+            if not file.is_file():
+                raise ManifestError(f"graph file {file} (from {ref!r}) does not exist")
+            module_name = "graphs." + file.stem if file.parent.name == "graphs" else file.stem
+            module = sys.modules.get(module_name)
+            if module is None or getattr(module, "__file__", None) != str(file):
+                spec = importlib.util.spec_from_file_location(module_name, file)
+                assert spec and spec.loader
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except ManifestError:
+        raise
+    except Exception as exc:
+        raise ManifestError(f"could not load graph {ref!r}: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(module, attr):
+        raise ManifestError(f"{target} has no attribute {attr!r}")
+    return getattr(module, attr)

@@ -1,0 +1,1 @@
+"""Chat models: one interface (base.AgentChatModel), several backends, loaded by spec string."""

@@ -1,0 +1,108 @@
+"""The same GGUF files through llama-cpp-python (optional extra: ``pip install 'agentrt[llamacpp]'``).
+
+About 4x faster decoding than transformers on CPU. Prompts are rendered by the same Hugging Face
+tokenizer and chat template as the transformers backend and handed over as token ids, so both
+backends see the same prompt. llama.cpp keeps the KV cache of the previous prompt and only
+evaluates the part after the longest common prefix, so multi-round RAG and repeated samples of
+one prompt do not pay for the shared prefix again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import PrivateAttr
+
+from agentrt.models.base import ModelError, SamplingParams
+from agentrt.models.local_text import Decoded, LocalTextModel
+from agentrt.models.weights import offline
+
+
+class LlamaCppChatModel(LocalTextModel):
+    """A GGUF model run by llama.cpp."""
+
+    gguf: str
+    tokenizer_dir: str
+    n_ctx: int = 8192
+    n_threads: int | None = None
+
+    _llama: Any = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ModelError(
+                f"{self.spec} needs llama-cpp-python: pip install 'agentrt[llamacpp]' "
+                "(it compiles llama.cpp, about 5 minutes on 2 cores), or use the local: backend."
+            ) from exc
+        offline()
+        from transformers import AutoTokenizer
+
+        if self.tokenizer_dir.endswith(".gguf"):
+            folder, _, name = self.tokenizer_dir.rpartition("/")
+            self._tokenizer = AutoTokenizer.from_pretrained(folder or ".", gguf_file=name)
+        else:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
+        try:
+            self._llama = Llama(
+                model_path=self.gguf,
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads or os.cpu_count(),
+                n_batch=512,
+                verbose=False,
+            )
+        except Exception as exc:  # llama.cpp says only "Failed to load model from file"
+            raise ModelError(
+                f"llama.cpp could not load {self.gguf} ({exc}): the file is damaged or not a GGUF model. "
+                "For a catalog model, delete it and run `agentrt models --prepare`."
+            ) from exc
+
+    def _options(self, params: SamplingParams, sample_index: int) -> dict[str, Any]:
+        seed = params.seed + sample_index if params.seed is not None else None
+        return {
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": 0 if params.temperature > 0 else 1,
+            "stop": params.stop or None,
+            **({"seed": seed} if seed is not None else {}),
+        }
+
+    def _check_fits(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        if len(prompt_ids) + params.max_tokens > self.n_ctx:
+            raise ModelError(
+                f"{self.spec}: the prompt has {len(prompt_ids)} tokens and {params.max_tokens} more were asked "
+                f"for, over the context of {self.n_ctx}. Shorten the input or retrieve fewer documents."
+            )
+
+    def _decode(self, prompt_ids: list[int], params: SamplingParams) -> list[Decoded]:
+        self._check_fits(prompt_ids, params)
+        out = []
+        # Samples run one after another; each reuses the cached prompt prefix, so the prompt is
+        # evaluated once for all n.
+        for i in range(params.n):
+            result = self._llama.create_completion(prompt=prompt_ids, **self._options(params, i))
+            choice = result["choices"][0]
+            out.append(
+                Decoded(
+                    text=choice["text"],
+                    completion_tokens=result["usage"]["completion_tokens"],
+                    finish_reason=choice["finish_reason"] or "stop",
+                )
+            )
+        return out
+
+    def _decode_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str | Decoded]:
+        self._check_fits(prompt_ids, params)
+        text, count, reason = "", 0, "stop"
+        for event in self._llama.create_completion(prompt=prompt_ids, stream=True, **self._options(params, 0)):
+            choice = event["choices"][0]
+            if choice["text"]:
+                text += choice["text"]
+                count += 1
+                yield choice["text"]
+            reason = choice.get("finish_reason") or reason
+        yield Decoded(text=text, completion_tokens=count, finish_reason=reason)

@@ -1,0 +1,176 @@
+"""What the local backends share: prompt rendering, tool-call parsing and tool-aware streaming.
+
+Local models produce raw text. Both local backends (transformers and llama.cpp) render the prompt
+with the model's own chat template (with ``tools=``) through the same Hugging Face tokenizer, so
+they see identical token ids, and both turn the text into an ``AIMessage`` with the same parser.
+A backend only supplies :meth:`LocalTextModel._decode` and :meth:`LocalTextModel._decode_stream`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
+from pydantic import BaseModel, PrivateAttr
+
+from agentrt.models.base import AgentChatModel, ModelError, SamplingParams, usage
+from agentrt.models.toolcall_parser import has_tool_call_start, parse_tool_calls
+
+_MARKERS = ("<tool_call>", "```")
+
+
+class Decoded(BaseModel):
+    """One sampled continuation."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str  # "stop" or "length"
+
+
+class LocalTextModel(AgentChatModel):
+    """A chat model over a local causal LM whose tool calls are written as text."""
+
+    tool_result_hint: bool = True
+    """Restate each tool call beside its result, and after the newest results remind the model
+    that it may answer now. Small models (Qwen2.5-0.5B) otherwise call the tool again on its
+    own result instead of answering; the stored messages keep the raw result."""
+
+    _tokenizer: Any = PrivateAttr(default=None)
+    # One generation at a time per loaded model: the weights and (for llama.cpp) the KV cache
+    # are shared state, and two decodes on 2 cores would only slow each other down.
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    # -- backend hooks ------------------------------------------------------------------------
+    def _decode(self, prompt_ids: list[int], params: SamplingParams) -> list[Decoded]:
+        raise NotImplementedError
+
+    def _decode_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str | Decoded]:
+        """Yield text deltas, then one final :class:`Decoded` with the whole text."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    def prompt_ids(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> list[int]:
+        chat = [_for_template(m) for m in convert_to_openai_messages(messages)]
+        if self.tool_result_hint:
+            chat = _with_tool_hints(chat)
+        try:
+            ids = self._tokenizer.apply_chat_template(
+                chat, tools=tools or None, add_generation_prompt=True, tokenize=True
+            )
+        except Exception as exc:
+            raise ModelError(f"{self.spec}: the chat template could not render these messages: {exc}") from exc
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def _to_message(self, decoded: Decoded, prompt_tokens: int, tools: list[dict[str, Any]]) -> AIMessage:
+        names = [t["function"]["name"] for t in tools] if tools else None
+        parsed = parse_tool_calls(decoded.text, names) if tools else None
+        return AIMessage(
+            content=parsed.content if parsed else decoded.text.strip(),
+            tool_calls=parsed.tool_calls if parsed else [],
+            invalid_tool_calls=parsed.invalid_tool_calls if parsed else [],
+            usage_metadata=usage(prompt_tokens, decoded.completion_tokens),
+            response_metadata={"finish_reason": decoded.finish_reason, "raw_text": decoded.text},
+        )
+
+    def _chat(self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams) -> list[AIMessage]:
+        ids = self.prompt_ids(messages, tools)
+        with self._lock:
+            outputs = self._decode(ids, params)
+        return [self._to_message(d, len(ids), tools) for d in outputs]
+
+    def _chat_stream(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams
+    ) -> Iterator[AIMessageChunk]:
+        """Stream plain text as it comes; hold back anything that may be a tool call.
+
+        Once the text could be the start of a tool call, nothing more is streamed: the call is
+        parsed when decoding ends and sent as one final chunk, so the merged message has clean
+        ``content`` and proper ``tool_calls`` (a half-written JSON call is useless to a viewer).
+        """
+        ids = self.prompt_ids(messages, tools)
+        text, sent, holding = "", "", False
+        with self._lock:
+            for piece in self._decode_stream(ids, params):
+                if isinstance(piece, Decoded):
+                    final = piece
+                    break
+                text += piece
+                if holding:
+                    continue
+                if tools and has_tool_call_start(text):
+                    holding = True
+                    continue
+                safe = _releasable(text.lstrip())
+                if len(safe) > len(sent):
+                    yield AIMessageChunk(content=safe[len(sent):])
+                    sent = safe
+            else:  # pragma: no cover - a backend must end with a Decoded
+                raise ModelError(f"{self.spec}: the decoder ended without a result")
+        message = self._to_message(final, len(ids), tools)
+        content = str(message.content)
+        rest = content[len(sent):] if content.startswith(sent) else ""
+        yield AIMessageChunk(
+            content=rest,
+            tool_call_chunks=[
+                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
+                for i, c in enumerate(message.tool_calls)
+            ],
+            invalid_tool_calls=message.invalid_tool_calls,
+            usage_metadata=message.usage_metadata,
+            response_metadata=message.response_metadata,
+        )
+
+
+def _releasable(text: str) -> str:
+    """The part of ``text`` that can be shown now: not trailing whitespace (it may be stripped
+    later) and not a suffix that could grow into a tool-call marker."""
+    text = text.rstrip()
+    for marker in _MARKERS:
+        for k in range(min(len(marker) - 1, len(text)), 0, -1):
+            if text.endswith(marker[:k]):
+                return text[:-k].rstrip()
+    return text
+
+
+ANSWER_HINT = "If this answers the question, reply to the user now in plain text, without a tool call."
+
+
+def _with_tool_hints(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    calls: dict[str, str] = {}
+    for m in chat:
+        for c in m.get("tool_calls") or []:
+            args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in c["function"]["arguments"].items())
+            calls[c.get("id", "")] = f"{c['function']['name']}({args})"
+    out = []
+    last = len(chat) - 1
+    for i, m in enumerate(chat):
+        if m.get("role") == "tool" and m.get("tool_call_id") in calls:
+            content = f"{calls[m['tool_call_id']]} returned: {m.get('content', '')}"
+            if i == last:
+                content += "\n" + ANSWER_HINT
+            m = {**m, "content": content}
+        out.append(m)
+    return out
+
+
+def _for_template(message: dict[str, Any]) -> dict[str, Any]:
+    """Chat templates (Qwen's among them) expect tool-call arguments as objects, while the
+    OpenAI wire format carries them as JSON strings."""
+    calls = message.get("tool_calls")
+    if not calls:
+        return message
+    fixed = []
+    for call in calls:
+        fn = dict(call["function"])
+        if isinstance(fn.get("arguments"), str):
+            try:
+                fn["arguments"] = json.loads(fn["arguments"] or "{}")
+            except json.JSONDecodeError:
+                fn["arguments"] = {}
+        fixed.append({**call, "function": fn})
+    return {**message, "tool_calls": fixed}

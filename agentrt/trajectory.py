@@ -1,0 +1,242 @@
+"""The trajectory record: a versioned, self-contained description of one agent run.
+
+A trajectory is what we keep of a run once it is over (or once the process died): the
+conversation in OpenAI chat format, every tool call with its result, error and latency, the
+order and timing of graph steps, token usage, and slots (critic scores, reward) that later
+features fill in. It is the unit of export for evaluation and training data, so the schema is
+versioned: a consumer reading JSONL checks ``schema_version`` instead of guessing.
+
+This module does no I/O. The store (``agentrt.trajectory_store``) keeps runs as a header row
+plus an append-only list of events, because appending is what survives a crash mid-run;
+``assemble`` turns those raw pieces back into a ``Trajectory``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    RemoveMessage,
+    ToolMessage,
+    convert_to_openai_messages,
+    messages_from_dict,
+)
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+"""Bump when a stored or exported field changes meaning; old readers refuse newer stores."""
+
+INPUT_NODE = "__input__"
+"""Node name of the event the runner writes first: the run's input messages."""
+
+Status = Literal["running", "completed", "failed", "interrupted"]
+STATUSES: tuple[str, ...] = ("running", "completed", "failed", "interrupted")
+UNANSWERED = "no result (run ended)"
+SUMMARY_ANSWER_CHARS = 200
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call the model made, paired with the tool's answer (if it ever came)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | str  # a str when the model's call could not be parsed
+    result: str | None
+    error: str | None
+    latency_s: float | None
+
+
+class NodeEvent(BaseModel):
+    """One graph step: which node ran, when, and which state keys it wrote."""
+
+    seq: int
+    node: str
+    at: datetime
+    elapsed_s: float  # since the run started
+    keys: list[str]
+
+
+class TokenUsage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class CriticScore(BaseModel):
+    """A judgement of part of a run (``target``, e.g. "round-2") by a named critic."""
+
+    critic: str
+    target: str
+    score: float
+    accepted: bool | None = None
+    at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class Trajectory(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    thread_id: str | None
+    graph: str
+    model: str | None
+    input: str
+    status: Status
+    messages: list[dict[str, Any]]  # OpenAI chat format, input first
+    tool_calls: list[ToolCallRecord]
+    events: list[NodeEvent]
+    final_answer: str | None
+    stop_reason: str | None
+    error: str | None
+    usage: TokenUsage
+    started_at: datetime
+    ended_at: datetime | None
+    duration_s: float | None
+    critic_scores: list[CriticScore] = Field(default_factory=list)
+    reward: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunSummary(BaseModel):
+    """A run as listed: the header only, cheap to read for many runs at once."""
+
+    run_id: str
+    thread_id: str | None
+    graph: str
+    model: str | None
+    status: Status
+    started_at: datetime
+    duration_s: float | None
+    final_answer: str | None  # at most SUMMARY_ANSWER_CHARS characters
+    stop_reason: str | None
+    reward: float | None
+
+
+def utc(ts: float) -> datetime:
+    """Unix seconds -> aware UTC datetime (the store keeps floats: compact and sortable)."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def _duration(header: dict[str, Any]) -> float | None:
+    ended = header.get("ended_at")
+    return None if ended is None else max(0.0, float(ended) - float(header["started_at"]))
+
+
+def _metadata(raw: Any) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+
+def summarize(header: dict[str, Any]) -> RunSummary:
+    """A ``RunSummary`` from a stored run row."""
+    answer = header.get("final_answer")
+    if answer is not None and len(answer) > SUMMARY_ANSWER_CHARS:
+        answer = answer[: SUMMARY_ANSWER_CHARS - 1] + "…"
+    return RunSummary(
+        run_id=header["run_id"], thread_id=header.get("thread_id"), graph=header["graph"],
+        model=header.get("model"), status=header["status"], started_at=utc(header["started_at"]),
+        duration_s=_duration(header), final_answer=answer, stop_reason=header.get("stop_reason"),
+        reward=header.get("reward"),
+    )
+
+
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False, default=str)
+
+
+def _collect_messages(events: list[tuple[int, float, str, dict[str, Any]]]) -> list[BaseMessage]:
+    """Every message of every event in seq order, one per id.
+
+    Nodes may re-emit a message with the same id to replace it (LangGraph's ``add_messages``
+    semantics), so a repeated id keeps the position of its first appearance and the content of
+    its last. ``RemoveMessage``s are skipped: they trim the model's context, but the record of
+    what happened should keep everything.
+    """
+    by_key: dict[Any, BaseMessage] = {}
+    for seq, _at, node, payload in sorted(events, key=lambda e: e[0]):
+        raw = payload.get("messages") if isinstance(payload, dict) else None
+        if not raw:
+            continue
+        if isinstance(raw, dict):
+            raw = [raw]
+        try:
+            msgs = messages_from_dict(raw)
+        except Exception as exc:  # noqa: BLE001 - name the bad event instead of a bare traceback
+            raise ValueError(f"event {seq} ({node}) holds messages that cannot be read: {exc}") from exc
+        for i, msg in enumerate(msgs):
+            if isinstance(msg, RemoveMessage):
+                continue
+            by_key[msg.id if msg.id else ("anon", seq, i)] = msg
+    return list(by_key.values())
+
+
+def _tool_records(messages: list[BaseMessage]) -> list[ToolCallRecord]:
+    """Pair each call the model made with the ToolMessage that answered it."""
+    answers = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage) and m.tool_call_id}
+    records: list[ToolCallRecord] = []
+    for msg in messages:
+        if not isinstance(msg, AIMessage):
+            continue
+        for call in msg.tool_calls:
+            answer = answers.get(call.get("id") or "")
+            if answer is None:
+                records.append(ToolCallRecord(id=call.get("id") or "", name=call["name"],
+                                              arguments=dict(call.get("args") or {}), result=None,
+                                              error=UNANSWERED, latency_s=None))
+                continue
+            meta = answer.response_metadata or {}
+            error = meta.get("error") or ("tool error" if answer.status == "error" else None)
+            records.append(ToolCallRecord(id=call.get("id") or "", name=call["name"],
+                                          arguments=dict(call.get("args") or {}), result=_text(answer.content),
+                                          error=error, latency_s=meta.get("latency_s")))
+        for bad in msg.invalid_tool_calls:
+            answer = answers.get(bad.get("id") or "")
+            meta = (answer.response_metadata or {}) if answer is not None else {}
+            records.append(ToolCallRecord(
+                id=bad.get("id") or "", name=bad.get("name") or "unknown", arguments=bad.get("args") or "",
+                result=None if answer is None else _text(answer.content),
+                error=bad.get("error") or meta.get("error") or "malformed tool call",
+                latency_s=meta.get("latency_s"),
+            ))
+    return records
+
+
+def _usage(messages: list[BaseMessage]) -> TokenUsage:
+    usage = TokenUsage()
+    for msg in messages:
+        meta = getattr(msg, "usage_metadata", None) if isinstance(msg, AIMessage) else None
+        if meta:
+            usage.input_tokens += int(meta.get("input_tokens") or 0)
+            usage.output_tokens += int(meta.get("output_tokens") or 0)
+            usage.total_tokens += int(meta.get("total_tokens") or 0)
+    return usage
+
+
+def assemble(header: dict[str, Any], events: list[tuple[int, float, str, dict[str, Any]]],
+             scores: list[CriticScore]) -> Trajectory:
+    """Build a ``Trajectory`` from a stored run row and its events ``(seq, at, node, payload)``.
+
+    ``header`` holds the ``runs`` columns (timestamps as unix floats, ``metadata`` as JSON text or
+    a dict). Raises ``ValueError`` naming the event when a payload's messages cannot be read.
+    """
+    messages = _collect_messages(events)
+    started = float(header["started_at"])
+    node_events = [
+        NodeEvent(seq=seq, node=node, at=utc(at), elapsed_s=max(0.0, at - started),
+                  keys=list(payload) if isinstance(payload, dict) else [])
+        for seq, at, node, payload in sorted(events, key=lambda e: e[0]) if node != INPUT_NODE
+    ]
+    ended = header.get("ended_at")
+    return Trajectory(
+        run_id=header["run_id"], thread_id=header.get("thread_id"), graph=header["graph"],
+        model=header.get("model"), input=header.get("input") or "", status=header["status"],
+        messages=convert_to_openai_messages(messages) if messages else [],
+        tool_calls=_tool_records(messages), events=node_events,
+        final_answer=header.get("final_answer"), stop_reason=header.get("stop_reason"),
+        error=header.get("error"), usage=_usage(messages), started_at=utc(started),
+        ended_at=None if ended is None else utc(ended), duration_s=_duration(header),
+        critic_scores=list(scores), reward=header.get("reward"), metadata=_metadata(header.get("metadata")),
+    )

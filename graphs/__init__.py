@@ -1,0 +1,1 @@
+"""Agent graphs people run and serve. Each module exposes a compiled LangGraph ``graph``."""
