@@ -24,6 +24,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentrt.models.streaming import final_chunk, restore_invalid_calls
 from agentrt.tool import openai_schemas
 
 
@@ -83,18 +84,18 @@ class AgentChatModel(BaseChatModel):
     ) -> Iterator[AIMessageChunk]:
         """Default: no token streaming, the whole answer as one chunk."""
         (message,) = self._chat(messages, tools, params.model_copy(update={"n": 1}))
-        yield AIMessageChunk(
-            content=message.content,
-            tool_call_chunks=[
-                {"name": c["name"], "args": _json(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
-                for i, c in enumerate(message.tool_calls)
-            ],
-            invalid_tool_calls=message.invalid_tool_calls,
-            usage_metadata=message.usage_metadata,
-            response_metadata=message.response_metadata,
+        yield final_chunk(
+            str(message.content), message.tool_calls, message.invalid_tool_calls,
+            usage_metadata=message.usage_metadata, response_metadata=message.response_metadata,
         )
 
     # -- LangChain plumbing ---------------------------------------------------------------
+    def invoke(self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        return restore_invalid_calls(super().invoke(input, config, stop=stop, **kwargs))
+
+    async def ainvoke(self, input: Any, config: Any = None, *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        return restore_invalid_calls(await super().ainvoke(input, config, stop=stop, **kwargs))
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -148,9 +149,3 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "output_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)

@@ -9,7 +9,9 @@ one prompt do not pay for the shared prefix again.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,19 +43,26 @@ class LlamaCppChatModel(LocalTextModel):
         offline()
         from transformers import AutoTokenizer
 
-        if self.tokenizer_dir.endswith(".gguf"):
-            folder, _, name = self.tokenizer_dir.rpartition("/")
-            self._tokenizer = AutoTokenizer.from_pretrained(folder or ".", gguf_file=name)
-        else:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
         try:
-            self._llama = Llama(
-                model_path=self.gguf,
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads or os.cpu_count(),
-                n_batch=512,
-                verbose=False,
-            )
+            if self.tokenizer_dir.endswith(".gguf"):
+                folder, _, name = self.tokenizer_dir.rpartition("/")
+                self._tokenizer = AutoTokenizer.from_pretrained(folder or ".", gguf_file=name)
+            else:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
+        except Exception as exc:
+            raise ModelError(
+                f"could not read the tokenizer of {self.tokenizer_dir} ({type(exc).__name__}: {exc}): the file is "
+                "damaged or not a GGUF model. For a catalog model, delete it and run `agentrt models --prepare`."
+            ) from exc
+        try:
+            with _amx_safe_params():
+                self._llama = Llama(
+                    model_path=self.gguf,
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads or os.cpu_count(),
+                    n_batch=512,
+                    verbose=False,
+                )
         except Exception as exc:  # llama.cpp says only "Failed to load model from file"
             raise ModelError(
                 f"llama.cpp could not load {self.gguf} ({exc}): the file is damaged or not a GGUF model. "
@@ -106,3 +115,38 @@ class LlamaCppChatModel(LocalTextModel):
                 yield choice["text"]
             reason = choice.get("finish_reason") or reason
         yield Decoded(text=text, completion_tokens=count, finish_reason=reason)
+
+
+_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _amx_safe_params() -> Iterator[None]:
+    """Load without ggml's "extra" CPU buffer types when the build uses AMX.
+
+    A llama.cpp compiled with -march=native on a CPU with AMX (this project's machines) puts
+    some weights in AMX buffers and then crashes with SIGSEGV in ggml_backend_amx_mul_mat on
+    the first decode. ``Llama`` exposes no switch for ``use_extra_bufts``, so we give it default
+    model params with that field off while it loads. Measured here, this costs nothing: a build
+    without AMX (CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=ON ...") that keeps the repacked
+    buffers ran at the same prompt and decode speed.
+    """
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
+        yield
+        return
+    original = llama_module.llama_cpp.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    with _params_lock:
+        llama_module.llama_cpp.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            llama_module.llama_cpp.llama_model_default_params = original

@@ -17,9 +17,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, conv
 from pydantic import BaseModel, PrivateAttr
 
 from agentrt.models.base import AgentChatModel, ModelError, SamplingParams, usage
-from agentrt.models.toolcall_parser import has_tool_call_start, parse_tool_calls
-
-_MARKERS = ("<tool_call>", "```")
+from agentrt.models.streaming import ToolTextStream, final_chunk
+from agentrt.models.toolcall_parser import parse_tool_calls
 
 
 class Decoded(BaseModel):
@@ -86,55 +85,23 @@ class LocalTextModel(AgentChatModel):
     def _chat_stream(
         self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams
     ) -> Iterator[AIMessageChunk]:
-        """Stream plain text as it comes; hold back anything that may be a tool call.
-
-        Once the text could be the start of a tool call, nothing more is streamed: the call is
-        parsed when decoding ends and sent as one final chunk, so the merged message has clean
-        ``content`` and proper ``tool_calls`` (a half-written JSON call is useless to a viewer).
-        """
+        """Stream plain text as it comes; a tool call arrives parsed, in the final chunk."""
         ids = self.prompt_ids(messages, tools)
-        text, sent, holding = "", "", False
+        shown = ToolTextStream(tools_offered=bool(tools))
         with self._lock:
             for piece in self._decode_stream(ids, params):
                 if isinstance(piece, Decoded):
                     final = piece
                     break
-                text += piece
-                if holding:
-                    continue
-                if tools and has_tool_call_start(text):
-                    holding = True
-                    continue
-                safe = _releasable(text.lstrip())
-                if len(safe) > len(sent):
-                    yield AIMessageChunk(content=safe[len(sent):])
-                    sent = safe
+                if delta := shown.feed(piece):
+                    yield AIMessageChunk(content=delta)
             else:  # pragma: no cover - a backend must end with a Decoded
                 raise ModelError(f"{self.spec}: the decoder ended without a result")
         message = self._to_message(final, len(ids), tools)
-        content = str(message.content)
-        rest = content[len(sent):] if content.startswith(sent) else ""
-        yield AIMessageChunk(
-            content=rest,
-            tool_call_chunks=[
-                {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i, "type": "tool_call_chunk"}
-                for i, c in enumerate(message.tool_calls)
-            ],
-            invalid_tool_calls=message.invalid_tool_calls,
-            usage_metadata=message.usage_metadata,
-            response_metadata=message.response_metadata,
+        yield final_chunk(
+            shown.rest(str(message.content)), message.tool_calls, message.invalid_tool_calls,
+            usage_metadata=message.usage_metadata, response_metadata=message.response_metadata,
         )
-
-
-def _releasable(text: str) -> str:
-    """The part of ``text`` that can be shown now: not trailing whitespace (it may be stripped
-    later) and not a suffix that could grow into a tool-call marker."""
-    text = text.rstrip()
-    for marker in _MARKERS:
-        for k in range(min(len(marker) - 1, len(text)), 0, -1):
-            if text.endswith(marker[:k]):
-                return text[:-k].rstrip()
-    return text
 
 
 ANSWER_HINT = "If this answers the question, reply to the user now in plain text, without a tool call."

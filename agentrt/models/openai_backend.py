@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import openai
@@ -17,6 +18,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, conv
 from pydantic import PrivateAttr
 
 from agentrt.models.base import AgentChatModel, ModelError, SamplingParams, usage
+from agentrt.models.streaming import ToolTextStream, final_chunk
 from agentrt.models.toolcall_parser import parse_tool_calls
 
 
@@ -32,6 +34,7 @@ class OpenAIChatModel(AgentChatModel):
     _client: openai.OpenAI = PrivateAttr()
 
     def model_post_init(self, context: Any) -> None:
+        super().model_post_init(context)  # LangChain's own post-init (version metadata)
         # A local server needs no key, but the client refuses to start without one.
         key = self.api_key or ("not-needed" if self.base_url else None)
         try:
@@ -40,13 +43,14 @@ class OpenAIChatModel(AgentChatModel):
             )
         except openai.OpenAIError as exc:
             raise ModelError(
-                f"{self.spec}: {exc}. Set OPENAI_API_KEY (or AGENTRT_API_KEY for other servers)."
+                f"{self.spec}: no API key. Set OPENAI_API_KEY (or AGENTRT_API_KEY for other servers). "
+                f"The client said: {str(exc).rstrip('.')}."
             ) from exc
 
     def _request(self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
-            "messages": convert_to_openai_messages(messages),
+            "messages": [_wire(m) for m in messages],
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
@@ -60,17 +64,30 @@ class OpenAIChatModel(AgentChatModel):
             request["tools"] = tools
         return request
 
-    def _call(self, **request: Any) -> Any:
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Client errors as :class:`ModelError`s, around the call and around reading a stream."""
         try:
-            return self._client.chat.completions.create(**request)
-        except openai.APIStatusError as exc:  # 4xx left after the client's own retries
-            detail = getattr(exc, "message", str(exc))
-            raise ModelError(f"{self.spec}: the server refused the request (HTTP {exc.status_code}): {detail}") from exc
+            yield
+        except openai.APIStatusError as exc:  # a 4xx, or a 429/5xx left after the client's own retries
+            body = exc.body if isinstance(exc.body, dict) else {}
+            detail = body.get("message") or exc.message
+            status = exc.status_code
+            retried = status >= 500 or status in (408, 409, 429)  # what the client retries
+            what = f"failed after {self.max_retries} retries" if retried else "refused the request"
+            hint = " Check the API key (OPENAI_API_KEY, or AGENTRT_API_KEY for other servers)." if status == 401 else ""
+            raise ModelError(f"{self.spec}: the server {what} (HTTP {status}): {detail}.{hint}") from exc
         except openai.APIConnectionError as exc:
             raise ModelError(
                 f"{self.spec}: cannot reach {self.base_url or 'the OpenAI API'} after {self.max_retries} retries "
                 f"({exc}). Is the server running and the URL right?"
             ) from exc
+        except openai.APIError as exc:  # e.g. an error event in the middle of a stream
+            raise ModelError(f"{self.spec}: the server reported an error: {exc.message}") from exc
+
+    def _call(self, **request: Any) -> Any:
+        with self._errors():
+            return self._client.chat.completions.create(**request)
 
     def _chat(self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams) -> list[AIMessage]:
         response = self._call(**self._request(messages, tools, params))
@@ -81,29 +98,51 @@ class OpenAIChatModel(AgentChatModel):
     def _chat_stream(
         self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams
     ) -> Iterator[AIMessageChunk]:
+        """Native tool-call deltas pass through as ``tool_call_chunks``. When tools are offered,
+        text that may be a tool call written as text (a server without a tool parser) is held
+        back, as the local backends do, and parsed at the end into one chunk of tool calls."""
         request = {**self._request(messages, tools, params), "stream": True, "stream_options": {"include_usage": True}}
-        for event in self._call(**request):
-            chunk = AIMessageChunk(content="")
-            if event.choices:
-                delta = event.choices[0].delta
-                chunk = AIMessageChunk(
-                    content=delta.content or "",
-                    tool_call_chunks=[
-                        {
-                            "name": c.function.name if c.function else None,
-                            "args": c.function.arguments if c.function else None,
-                            "id": c.id,
-                            "index": c.index,
-                            "type": "tool_call_chunk",
-                        }
-                        for c in delta.tool_calls or []
-                    ],
-                )
-                if event.choices[0].finish_reason:
-                    chunk.response_metadata["finish_reason"] = event.choices[0].finish_reason
-            if event.usage:
-                chunk.usage_metadata = usage(event.usage.prompt_tokens, event.usage.completion_tokens)  # type: ignore[assignment]
-            yield chunk
+        names = [t["function"]["name"] for t in tools]
+        shown, native = ToolTextStream(tools_offered=bool(names)), False
+        with self._errors():
+            for event in self._call(**request):
+                chunk = _chunk(event)
+                native = native or bool(chunk.tool_call_chunks)
+                if isinstance(chunk.content, str) and chunk.content:
+                    chunk.content = shown.feed(chunk.content)
+                yield chunk
+        if not shown.text:
+            return
+        parsed = None if native or not names else parse_tool_calls(shown.text, names)
+        if parsed and (parsed.tool_calls or parsed.invalid_tool_calls):
+            yield final_chunk(shown.rest(parsed.content), parsed.tool_calls, parsed.invalid_tool_calls)
+        elif unsent := shown.unsent():
+            yield AIMessageChunk(content=unsent)
+
+
+def _chunk(event: Any) -> AIMessageChunk:
+    """One ``chat.completion.chunk`` as a LangChain chunk (the usage-only last one included)."""
+    chunk = AIMessageChunk(content="")
+    if event.choices:
+        delta = event.choices[0].delta
+        chunk = AIMessageChunk(
+            content=delta.content or "",
+            tool_call_chunks=[
+                {
+                    "name": c.function.name if c.function else None,
+                    "args": c.function.arguments if c.function else None,
+                    "id": c.id,
+                    "index": c.index,
+                    "type": "tool_call_chunk",
+                }
+                for c in delta.tool_calls or []
+            ],
+        )
+        if event.choices[0].finish_reason:
+            chunk.response_metadata["finish_reason"] = event.choices[0].finish_reason
+    if event.usage:
+        chunk.usage_metadata = usage(event.usage.prompt_tokens, event.usage.completion_tokens)  # type: ignore[assignment]
+    return chunk
 
 
 def _message(msg: Any, finish_reason: str | None, names: list[str], counts: dict[str, int] | None) -> AIMessage:
@@ -115,8 +154,9 @@ def _message(msg: Any, finish_reason: str | None, names: list[str], counts: dict
                 raise ValueError("arguments must be a JSON object")
             calls.append({"name": c.function.name, "args": args, "id": c.id, "type": "tool_call"})
         except ValueError as exc:
+            error = f"Could not parse the arguments of your {c.function.name} call as a JSON object: {exc}"
             invalid.append(
-                {"name": c.function.name, "args": c.function.arguments, "id": c.id, "error": str(exc), "type": "invalid_tool_call"}
+                {"name": c.function.name, "args": c.function.arguments, "id": c.id, "error": error, "type": "invalid_tool_call"}
             )
     content = msg.content or ""
     if not calls and not invalid and names and content:
@@ -129,3 +169,23 @@ def _message(msg: Any, finish_reason: str | None, names: list[str], counts: dict
         usage_metadata=counts,
         response_metadata={"finish_reason": finish_reason},
     )
+
+
+def _wire(message: BaseMessage) -> dict[str, Any]:
+    """One message in the OpenAI format. LangChain's converter drops ``invalid_tool_calls``, but
+    the tool runner answers them with error messages, and OpenAI rejects a ``tool`` message that
+    answers no call of the assistant turn before it: so they go out as calls too (arguments
+    that are not JSON as ``{}``; the error message says what was wrong)."""
+    wire: dict[str, Any] = convert_to_openai_messages(message)  # type: ignore[assignment]
+    bad = [c for c in getattr(message, "invalid_tool_calls", None) or [] if c.get("id")]
+    for c in bad:
+        function = {"name": c.get("name") or "unknown", "arguments": _args_text(c.get("args"))}
+        wire.setdefault("tool_calls", []).append({"type": "function", "id": c["id"], "function": function})
+    return wire
+
+
+def _args_text(args: str | None) -> str:
+    try:
+        return args if args and isinstance(json.loads(args), dict) else "{}"
+    except ValueError:
+        return "{}"

@@ -1,0 +1,3 @@
+from agentrt.cli import app
+
+app(prog_name="agentrt")

@@ -1,0 +1,37 @@
+"""Shared fixtures: scripted models registered under a spec, isolated agentrt home and stores."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentrt.models import registry
+from agentrt.models.scripted import ScriptedChatModel
+from agentrt.trajectory_store import TrajectoryStore
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., str]]:
+    """Register a scripted model; returns its spec for ``configurable.model``."""
+    specs: list[str] = []
+
+    def make(script: Any, **kwargs: Any) -> str:
+        spec = f"scripted-{uuid.uuid4().hex[:8]}"
+        registry._cache[spec] = ScriptedChatModel(spec=spec, script=script, **kwargs)
+        specs.append(spec)
+        return spec
+
+    yield make
+    for spec in specs:
+        registry._cache.pop(spec, None)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[TrajectoryStore]:
+    s = TrajectoryStore(tmp_path / "trajectories.sqlite")
+    yield s
+    s.close()
