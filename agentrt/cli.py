@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from agentrt.bench.cli import bench_app
 from agentrt.manifest import ManifestError
 from agentrt.models.base import ModelError
 from agentrt.trajectory_store import TrajectoryStoreError
@@ -23,6 +24,7 @@ from agentrt.trajectory_store import TrajectoryStoreError
 app = typer.Typer(help="agentrt: run LLM agents with tools and retrieval, record trajectories.", no_args_is_help=True)
 traj_app = typer.Typer(help="Read and export recorded trajectories.", no_args_is_help=True)
 app.add_typer(traj_app, name="traj")
+app.add_typer(bench_app, name="bench")
 console = Console()
 err = Console(stderr=True)
 

@@ -18,13 +18,16 @@ from agentrt.models import registry
 def test_executor_rows_are_complete_and_sane() -> None:
     rows = executor_bench.measure(runs=20, rounds=2, warmup=2)
     by = {r.variant: r for r in rows}
-    assert set(by) == {"langgraph", "agentrt", "agentrt+trajectory", "langgraph+memory", "agentrt+memory"}
+    assert set(by) == {"langgraph", "langgraph-inline", "agentrt", "agentrt+trajectory", "langgraph+memory",
+                       "agentrt+memory"}
     for r in rows:
         assert r.runs == 20
         assert 0 < r.run_us <= r.run_us_p90
         assert r.cpu_us > 0 and r.round_spread >= 0
         assert r.step_us == pytest.approx(r.run_us / executor_bench.STEPS_PER_RUN)
     assert by["langgraph"].baseline is None and by["langgraph"].ratio is None
+    assert set(by["agentrt"].ratios) == {"langgraph", "langgraph-inline"}
+    assert set(by["agentrt+memory"].ratios) == {"langgraph+memory"}
     for name, base in [("agentrt", "langgraph"), ("agentrt+trajectory", "langgraph"),
                        ("agentrt+memory", "langgraph+memory")]:
         row = by[name]
@@ -36,7 +39,7 @@ def test_executor_rows_are_complete_and_sane() -> None:
 
 
 def test_executor_variants_can_be_left_out_and_render() -> None:
-    rows = executor_bench.measure(runs=5, rounds=5, warmup=0, memory=False, trajectory=False)
+    rows = executor_bench.measure(runs=5, rounds=5, warmup=0, memory=False, trajectory=False, inline=False)
     assert [r.variant for r in rows] == ["langgraph", "agentrt"]
     out = io.StringIO()
     executor_bench.render(rows, Console(file=out, width=200))
@@ -64,7 +67,7 @@ def test_both_graphs_answer_the_task() -> None:
 
 def test_cli_executor_json() -> None:
     result = CliRunner().invoke(bench_app, ["executor", "--runs", "4", "--rounds", "1", "--warmup", "0",
-                                            "--no-memory", "--no-trajectory", "--json"])
+                                            "--no-memory", "--no-trajectory", "--no-inline", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["variant"] for r in rows] == ["langgraph", "agentrt"]

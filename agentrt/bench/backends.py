@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -132,25 +133,41 @@ def _generated_paragraphs(n: int) -> list[str]:
     return out
 
 
-def rag_messages(paragraphs: list[str], question: str, count: int) -> list[Any]:
+def rag_messages(paragraphs: list[str], question: str) -> list[Any]:
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    docs = "\n\n".join(f"[{i + 1}] {p}" for i, p in enumerate(paragraphs[:count]))
+    docs = "\n\n".join(f"[{i + 1}] {p}" for i, p in enumerate(paragraphs))
     return [SystemMessage(SYSTEM), HumanMessage(f"Documents:\n\n{docs}\n\nQuestion: {question}")]
 
 
 def long_prompt(model: Any, target_tokens: int) -> tuple[list[int], list[int], int, str]:
     """Two RAG prompts of about ``target_tokens`` tokens sharing their documents (they differ only
-    in the question at the end); also how many paragraphs, and the text's source."""
+    in the question at the end); also how many paragraphs, and the text's source.
+
+    Whole paragraphs are added until the prompt reaches the target; the last one is then cut to
+    the number of sentences that comes closest to it."""
     paragraphs, questions, source = _paragraphs()
+
+    def ids_of(docs: list[str]) -> list[int]:
+        return model.prompt_ids(rag_messages(docs, questions[0]), [])
+
     count, ids = 0, []
     while count < len(paragraphs):
         count += 1
-        ids = model.prompt_ids(rag_messages(paragraphs, questions[0], count), [])
+        ids = ids_of(paragraphs[:count])
         if len(ids) >= target_tokens:
             break
-    second = model.prompt_ids(rag_messages(paragraphs, questions[1], count), [])
-    return ids, second, count, source
+    docs = paragraphs[:count]
+    sentences = re.split(r"(?<=[.!?])\s+", docs[-1])
+    for k in range(1, len(sentences)):
+        cut = docs[:-1] + [" ".join(sentences[:k])]
+        cut_ids = ids_of(cut)
+        if abs(len(cut_ids) - target_tokens) < abs(len(ids) - target_tokens):
+            docs, ids = cut, cut_ids
+        if len(cut_ids) >= target_tokens:
+            break
+    second = model.prompt_ids(rag_messages(docs, questions[1]), [])
+    return ids, second, len(docs), source
 
 
 def story_prompt(model: Any) -> list[int]:
@@ -363,7 +380,11 @@ def render(rows: list[BackendRow], console: Any = None) -> None:
         text = "; ".join(x for x in [r.note, *extra] if x)
         console.print(f"  {r.backend} ({r.spec}): {text}")
     console.print("  decode tok/s = (new tokens - 1) / (generation time - time to first token), greedy; "
-                  "TTFT = prompt processing + 1 token, fresh cache.")
+                  "TTFT = prompt processing + 1 token, fresh cache; RAG 2nd question = same documents, another "
+                  "question, right after the first.")
+    if "transformers" in by and "llama.cpp" in by:
+        console.print("  ratio row = llama.cpp value / transformers value: above 1 is better for tok/s, "
+                      "worse for seconds.")
 
 
 def write_chart(rows: list[BackendRow], path: Path) -> Path | None:

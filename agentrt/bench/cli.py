@@ -22,6 +22,7 @@ def executor(
     warmup: Annotated[int, typer.Option(min=0, help="untimed runs per variant first")] = 50,
     memory: Annotated[bool, typer.Option(help="also with LangGraph's in-memory checkpointer")] = True,
     trajectory: Annotated[bool, typer.Option(help="also agentrt with trajectory recording (agentrt.runner)")] = True,
+    inline: Annotated[bool, typer.Option(help="also a lean hand-written LangGraph loop (tools inline, no timeout)")] = True,
     profile: Annotated[str | None, typer.Option(help="print a cProfile of this variant (e.g. agentrt) instead")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON only")] = False,
 ) -> None:
@@ -35,10 +36,10 @@ def executor(
             raise typer.BadParameter(str(exc), param_hint="--profile") from exc
         return
     if as_json:
-        rows = bench.measure(runs, rounds, warmup, memory=memory, trajectory=trajectory)
+        rows = bench.measure(runs, rounds, warmup, memory=memory, trajectory=trajectory, inline=inline)
         print(json.dumps([r.model_dump() for r in rows], indent=2))
     else:
-        bench.main(runs, rounds, warmup, memory=memory, trajectory=trajectory, console=console)
+        bench.main(runs, rounds, warmup, memory=memory, trajectory=trajectory, inline=inline, console=console)
 
 
 @bench_app.command()

@@ -81,6 +81,7 @@ class ExecutorRow(BaseModel):
     ratio: float | None = None  # run_us / baseline's run_us
     overhead_step_us: float | None = None  # step_us - baseline's step_us
     cpu_ratio: float | None = None  # cpu_us / baseline's cpu_us
+    ratios: dict[str, float] = {}  # run_us / run_us of every reference row of the same kind (no baseline)
 
     @property
     def overhead_pct(self) -> float | None:
@@ -101,6 +102,7 @@ class Variant(BaseModel):
     description: str
     run: Callable[[], str | None]
     baseline: str | None = None
+    close: Callable[[], None] | None = None  # releases what the variant holds open (a database)
 
 
 @contextmanager
@@ -140,6 +142,30 @@ def langgraph_graph(model: Any, checkpointer: Any = None) -> Any:
     return builder.compile(checkpointer=checkpointer)
 
 
+def langgraph_inline_graph(model: Any) -> Any:
+    """The leanest hand-written loop: tools invoked inline in the node (no thread, no timeout, no
+    error handling), for a lower bound of what LangGraph itself costs."""
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import tools_condition
+
+    bound = model.bind_tools([add])
+    by_name = {add.name: add}
+
+    def call_model(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [bound.invoke(state["messages"])]}
+
+    def call_tools(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [by_name[c["name"]].invoke(c) for c in state["messages"][-1].tool_calls]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("model", call_model)
+    builder.add_node("tools", call_tools)
+    builder.add_edge(START, "model")
+    builder.add_conditional_edges("model", tools_condition)
+    builder.add_edge("tools", "model")
+    return builder.compile()
+
+
 def agentrt_graph(checkpointer: Any = None) -> Any:
     from agentrt.agent import build_tool_agent
 
@@ -150,7 +176,9 @@ def _last_text(state: dict[str, Any]) -> str | None:
     return str(state["messages"][-1].content)
 
 
-def variants(model: Any, store_dir: Path, *, memory: bool = True, trajectory: bool = True) -> list[Variant]:
+def variants(
+    model: Any, store_dir: Path, *, memory: bool = True, trajectory: bool = True, inline: bool = True
+) -> list[Variant]:
     """The variants to compare, each a closure running the task once."""
     from langgraph.checkpoint.memory import InMemorySaver
 
@@ -174,6 +202,16 @@ def variants(model: Any, store_dir: Path, *, memory: bool = True, trajectory: bo
         Variant(name="agentrt", description="build_tool_agent([add]).compile()", run=run_agentrt,
                 baseline="langgraph"),
     ]
+    if inline:
+        lean = langgraph_inline_graph(model)
+
+        def run_inline() -> str | None:
+            return _last_text(lean.invoke(question()))
+
+        out.insert(1, Variant(name="langgraph-inline",
+                              description="langgraph with a hand-written tool node calling tools inline "
+                                          "(no thread, no timeout, no error handling): a lower bound",
+                              run=run_inline))
     if trajectory:
         from agentrt.runner import run as runner_run
         from agentrt.trajectory_store import TrajectoryStore
@@ -187,7 +225,7 @@ def variants(model: Any, store_dir: Path, *, memory: bool = True, trajectory: bo
             return result.answer
 
         out.append(Variant(name="agentrt+trajectory", description="agentrt.runner.run(...) into a TrajectoryStore",
-                           run=run_recorded, baseline="langgraph"))
+                           run=run_recorded, baseline="langgraph", close=store.close))
     if memory:
         lg_mem = langgraph_graph(model, InMemorySaver())
         ag_mem = agentrt_graph(InMemorySaver())
@@ -208,6 +246,20 @@ def variants(model: Any, store_dir: Path, *, memory: bool = True, trajectory: bo
     return out
 
 
+@contextmanager
+def open_variants(**which: bool) -> Iterator[list[Variant]]:
+    """The variants (``memory=``, ``trajectory=``, ``inline=`` choose), with the scripted model
+    registered and a temporary folder for the trajectory store; all released afterwards."""
+    with scripted_model() as model, tempfile.TemporaryDirectory(prefix="agentrt-bench-") as tmp:
+        chosen = variants(model, Path(tmp), **which)
+        try:
+            yield chosen
+        finally:
+            for v in chosen:
+                if v.close:
+                    v.close()
+
+
 def measure(
     runs: int = 2000,
     rounds: int = 5,
@@ -215,14 +267,14 @@ def measure(
     *,
     memory: bool = True,
     trajectory: bool = True,
+    inline: bool = True,
 ) -> list[ExecutorRow]:
     """Run every variant ``runs`` times (split over ``rounds`` interleaved rounds); one row each."""
     if runs < 1 or rounds < 1:
         raise ValueError("runs and rounds must be at least 1")
     rounds = min(rounds, runs)
     per_round = [runs // rounds + (1 if i < runs % rounds else 0) for i in range(rounds)]
-    with scripted_model() as model, tempfile.TemporaryDirectory(prefix="agentrt-bench-") as tmp:
-        chosen = variants(model, Path(tmp), memory=memory, trajectory=trajectory)
+    with open_variants(memory=memory, trajectory=trajectory, inline=inline) as chosen:
         for v in chosen:  # check each does the task, then warm it up
             answer = v.run()
             if answer != EXPECTED:
@@ -267,6 +319,9 @@ def measure(
             row.ratio = row.run_us / base.run_us
             row.overhead_step_us = row.step_us - base.step_us
             row.cpu_ratio = row.cpu_us / base.cpu_us if base.cpu_us > 0 else None
+            memory_kind = row.baseline.endswith("+memory")
+            row.ratios = {ref.variant: row.run_us / ref.run_us for ref in rows.values()
+                          if ref.baseline is None and ref.variant.endswith("+memory") == memory_kind}
     return list(rows.values())
 
 
@@ -298,7 +353,8 @@ def render(rows: list[ExecutorRow], console: Any = None) -> None:
                   f"Target: agentrt at most {TARGET_OVERHEAD:.0%} slower than the direct LangGraph loop "
                   "(ratio green within it, red over it). CPU = process time of all threads.")
     for r in rows:
-        console.print(f"  [bold]{r.variant}[/]: {escape(r.description)}")
+        others = ", ".join(f"{x:.2f}x vs {name}" for name, x in r.ratios.items() if name != r.baseline)
+        console.print(f"  [bold]{r.variant}[/]: {escape(r.description)}" + (f" ({others})" if others else ""))
 
 
 def profile(variant: str = "agentrt", runs: int = 500, top: int = 30) -> str:
@@ -307,8 +363,8 @@ def profile(variant: str = "agentrt", runs: int = 500, top: int = 30) -> str:
     import io
     import pstats
 
-    with scripted_model() as model, tempfile.TemporaryDirectory(prefix="agentrt-bench-") as tmp:
-        chosen = {v.name: v for v in variants(model, Path(tmp))}
+    with open_variants() as listed:
+        chosen = {v.name: v for v in listed}
         if variant not in chosen:
             raise ValueError(f"unknown variant {variant!r}; one of {', '.join(chosen)}")
         run = chosen[variant].run
@@ -325,12 +381,12 @@ def profile(variant: str = "agentrt", runs: int = 500, top: int = 30) -> str:
 
 
 def main(runs: int = 2000, rounds: int = 5, warmup: int = 50, memory: bool = True, trajectory: bool = True,
-         console: Any = None) -> list[ExecutorRow]:
+         inline: bool = True, console: Any = None) -> list[ExecutorRow]:
     from rich.console import Console
 
     console = console or Console()
     with console.status(f"running {runs} runs per variant in {rounds} rounds ..."):
-        rows = measure(runs, rounds, warmup, memory=memory, trajectory=trajectory)
+        rows = measure(runs, rounds, warmup, memory=memory, trajectory=trajectory, inline=inline)
     render(rows, console)
     return rows
 
@@ -344,9 +400,11 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--no-memory", action="store_true", help="skip the checkpointer rows")
     parser.add_argument("--no-trajectory", action="store_true", help="skip the trajectory-recording row")
+    parser.add_argument("--no-inline", action="store_true", help="skip the lean hand-written LangGraph row")
     parser.add_argument("--profile", metavar="VARIANT", help="print a cProfile of this variant instead")
     a = parser.parse_args()
     if a.profile:
         print(profile(a.profile, a.runs))
     else:
-        main(a.runs, a.rounds, a.warmup, memory=not a.no_memory, trajectory=not a.no_trajectory)
+        main(a.runs, a.rounds, a.warmup, memory=not a.no_memory, trajectory=not a.no_trajectory,
+             inline=not a.no_inline)

