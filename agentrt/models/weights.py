@@ -180,6 +180,8 @@ def hf_dir(name: str) -> Path:
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
         except Exception as exc:  # a truncated or foreign file fails deep inside gguf parsing
+            if "pip install" in str(exc) or isinstance(exc, ImportError):
+                raise ModelError(f"cannot load {gguf.name}: a package is missing: {exc}") from exc
             raise ModelError(
                 f"could not read the GGUF file {gguf} ({type(exc).__name__}: {exc}). The file is "
                 "damaged or not a model: delete it and run `agentrt models --prepare`, or reinstall "
