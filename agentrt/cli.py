@@ -64,6 +64,7 @@ def run(
     from agentrt.agent import user_input
     from agentrt.checkpoints import sqlite_checkpointer
     from agentrt.manifest import load_graph
+    from agentrt.models import weights
     from agentrt.models.registry import DEFAULT_MODEL, load_model
     from agentrt.runner import run_config, stream_run
 
@@ -74,8 +75,11 @@ def run(
     try:
         compiled = load_graph(graph, manifest)
         trajectories = _store(store)
-        with console.status(f"loading {model or DEFAULT_MODEL} ...", spinner="dots"):
-            load_model(model or DEFAULT_MODEL)
+        spec = model or DEFAULT_MODEL
+        first_use = spec.startswith("local:") and not weights.prepared(spec.removeprefix("local:"))
+        note = " (first use: assembling and converting the weights, about a minute)" if first_use else ""
+        with console.status(f"loading {spec}{note} ...", spinner="dots"):
+            load_model(spec)
         saver = sqlite_checkpointer(checkpoints)
     except KNOWN_ERRORS as exc:
         _fail(str(exc))

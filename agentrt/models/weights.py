@@ -222,6 +222,16 @@ def tokenizer_dir(name: str) -> Path:
 
 
 def offline() -> None:
-    """Make a missing local file fail fast instead of hanging on a hub that cannot be reached."""
+    """Settings for loading local weights: a missing file fails fast instead of hanging on a hub
+    that cannot be reached, and transformers' per-tensor progress bars stay off the user's screen."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def prepared(name: str) -> bool:
+    """Whether the fast-loading copy exists (the first load builds it, which takes a minute)."""
+    return (home() / "models" / name / "hf-bf16" / "config.json").is_file()
