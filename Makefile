@@ -1,6 +1,6 @@
 # Two commands set up everything on a fresh machine:
 #   make run    installs agentrt and asks the embedded Qwen model a question through the calculator tool
-#   make test   installs agentrt with its test extras and runs the test suite
+#   make test   installs agentrt with its test extras and the llama.cpp backend, runs the test suite
 # torch is pinned through constraints.txt: without it pip pulls the CUDA build (gigabytes).
 
 PYTHON ?= python3
@@ -20,12 +20,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 run: $(VENV)/.installed
 	$(VENV)/bin/agentrt run "$(QUESTION)"
 
-test: $(VENV)/.installed
+test: $(VENV)/.llamacpp
 	$(VENV)/bin/python -m pytest -q
 
-# Optional: the llama.cpp backend (compiles llama.cpp, about 5 minutes on 2 cores).
-llamacpp: $(VENV)/.installed
+# The optional llama.cpp backend: compiles llama.cpp once (about 5 minutes on 2 cores; pip
+# caches the wheel, so later installs take seconds).
+llamacpp: $(VENV)/.llamacpp
+
+$(VENV)/.llamacpp: $(VENV)/.installed
 	$(PIP) install -c constraints.txt -e '.[test,llamacpp]'
+	touch $@
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/agentrt bench executor
