@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
@@ -162,19 +163,35 @@ def verify(name: str) -> str:
     return actual
 
 
-def hf_dir(name: str) -> Path:
-    """A transformers folder (bf16 safetensors + tokenizer) made once from the GGUF."""
-    target = home() / "models" / name / "hf-bf16"
-    if (target / "config.json").is_file():
+def _built_once(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
+    """``target``, made by ``build(staging_folder)`` the first time: under a file lock (two
+    processes never build it twice) and through a staging folder renamed at the end (an
+    interrupted build never leaves a half-written folder that a later run would trust)."""
+    if (target / marker).is_file():
         return target
-    gguf = gguf_path(name)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if (target / "config.json").is_file():
-            return target
+        if not (target / marker).is_file():
+            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + "."))
+            try:
+                build(staging)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+    return target
+
+
+def hf_dir(name: str) -> Path:
+    """A transformers folder (bf16 safetensors + tokenizer) made once from the GGUF."""
+
+    def build(staging: Path) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        gguf = gguf_path(name)
         offline()
         try:
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -191,34 +208,26 @@ def hf_dir(name: str) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix="hf-bf16."))
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    return target
+
+    return _built_once(home() / "models" / name / "hf-bf16", "config.json", build)
 
 
 def tokenizer_dir(name: str) -> Path:
     """The model's tokenizer and chat template alone, for backends that run the GGUF itself."""
-    target = home() / "models" / name / "tokenizer"
-    if (target / "tokenizer_config.json").is_file():
-        return target
     full = home() / "models" / name / "hf-bf16"
     if (full / "tokenizer_config.json").is_file():
         return full
-    gguf = gguf_path(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if not (target / "tokenizer_config.json").is_file():
-            from transformers import AutoTokenizer
 
-            offline()
-            staging = Path(tempfile.mkdtemp(dir=target.parent, prefix="tokenizer."))
-            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
-            os.replace(staging, target)
-    return target
+    def build(staging: Path) -> None:
+        from transformers import AutoTokenizer
+
+        gguf = gguf_path(name)
+        offline()
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
+
+    return _built_once(home() / "models" / name / "tokenizer", "tokenizer_config.json", build)
 
 
 def offline() -> None:

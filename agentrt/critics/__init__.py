@@ -1,0 +1,1 @@
+"""Critics: models that judge a step (is the evidence sufficient? which action is better?)."""
