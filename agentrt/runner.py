@@ -17,7 +17,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, message_to_dict
 from langgraph.types import Command
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agentrt.agent import final_answer
 from agentrt.models.registry import DEFAULT_MODEL
@@ -32,6 +32,7 @@ class RunResult(BaseModel):
     stop_reason: str | None
     error: str | None = None
     duration_s: float
+    state: dict[str, Any] | None = Field(default=None, exclude=True)  # the graph's final state
 
 
 class RunEvent(BaseModel):
@@ -78,13 +79,14 @@ def stream_run(
         )
         if input is not None and not isinstance(input, Command):
             store.add_event(run_id, "__input__", _payload(input), at=started)
-    state: dict[str, Any] = {"messages": []}
-    if isinstance(input, dict):
-        state["messages"] = list(input.get("messages", []))
+    state: dict[str, Any] = {}
     status, error, interrupted = "completed", None, False
-    modes = ["updates", "messages"] if tokens else ["updates"]
+    modes = ["updates", "values", "messages"] if tokens else ["updates", "values"]
     try:
         for mode, chunk in graph.stream(input, config, stream_mode=modes):
+            if mode == "values":
+                state = chunk if isinstance(chunk, dict) else {"value": chunk}
+                continue
             if mode == "messages":
                 message, meta = chunk
                 if isinstance(message.content, str) and message.content and type(message).__name__.endswith("Chunk"):
@@ -94,8 +96,6 @@ def stream_run(
                 if node == "__interrupt__":
                     interrupted = True
                     update = {"interrupts": [getattr(i, "value", i) for i in update]}
-                elif isinstance(update, dict):
-                    _merge(state, update)
                 if store:
                     store.add_event(run_id, node, _payload(update))
                 yield RunEvent(kind="update", node=node, data=update)
@@ -115,7 +115,7 @@ def stream_run(
         kind="end",
         data=RunResult(
             run_id=run_id, thread_id=thread_id, status=status, answer=answer, stop_reason=stop_reason,
-            error=error, duration_s=time.time() - started,
+            error=error, duration_s=time.time() - started, state=state,
         ),
     )
 
@@ -124,14 +124,6 @@ def run(graph: Any, graph_name: str, input: Any, config: dict[str, Any], store: 
     """Run to the end without streaming tokens; the result of :func:`stream_run`."""
     *_, end = stream_run(graph, graph_name, input, config, store, tokens=False)
     return end.data
-
-
-def _merge(state: dict[str, Any], update: dict[str, Any]) -> None:
-    for key, value in update.items():
-        if key == "messages":
-            state["messages"].extend(value if isinstance(value, list) else [value])
-        else:
-            state[key] = value
 
 
 def _payload(update: Any) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Loaders for public task sets (QA with gold answers, function-calling benchmarks)."""

@@ -1,0 +1,199 @@
+"""QA evaluation: answer quality against retrieval cost, for several settings side by side.
+
+Each setting is a graph from the manifest plus run configuration (critic, rounds, documents
+per round...), so the baselines and the methods share one code path. Per question we keep EM
+and F1 (SQuAD/HotpotQA normalisation), recall of the gold supporting documents, retrieval calls,
+rounds, model calls and latency; per setting, means with 95% bootstrap intervals and the paired
+difference against a reference setting, because a few points on 300 questions can be noise.
+Results are appended per question, so an interrupted evaluation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from pydantic import BaseModel, Field
+
+from agentrt.data.qa import QATask
+from agentrt.qa_metrics import bootstrap_ci, exact_match, f1_score, paired_bootstrap_ci, support_recall
+from agentrt.runner import run, run_config
+from agentrt.trajectory_store import TrajectoryStore
+
+
+class EvalSetting(BaseModel):
+    name: str
+    graph: str = "sim_rag"
+    configurable: dict[str, Any] = Field(default_factory=dict)
+
+
+def sim_rag_settings(critic: str = "sim-rag", docs_per_round: int = 3, max_rounds: int = 3) -> list[EvalSetting]:
+    """The comparison the SIM-RAG paper makes, all on the SIM-RAG loop."""
+    k = docs_per_round
+    return [
+        EvalSetting(name="no retrieval", configurable={"critic": "accept-all", "max_rounds": 1, "docs_per_round": 0}),
+        EvalSetting(name="single-round RAG", configurable={"critic": "accept-all", "max_rounds": 1, "docs_per_round": k}),
+        EvalSetting(name="fixed 2 rounds", configurable={"critic": "reject-all", "max_rounds": 2, "docs_per_round": k}),
+        EvalSetting(name="fixed 3 rounds", configurable={"critic": "reject-all", "max_rounds": 3, "docs_per_round": k}),
+        EvalSetting(name="SIM-RAG, trained critic", configurable={"critic": critic, "max_rounds": max_rounds, "docs_per_round": k}),
+        EvalSetting(name="SIM-RAG, LLM judge", configurable={"critic": "llm-judge", "max_rounds": max_rounds, "docs_per_round": k}),
+    ]
+
+
+class QAResult(BaseModel):
+    setting: str
+    task_id: str
+    answer: str
+    em: float
+    f1: float
+    support_recall: float | None
+    retrieval_calls: int
+    rounds: int
+    model_calls: int
+    latency_s: float
+    status: str
+    run_id: str
+
+
+class SettingSummary(BaseModel):
+    setting: str
+    n: int
+    failed: int
+    em: float
+    em_ci: tuple[float, float]
+    f1: float
+    f1_ci: tuple[float, float]
+    support_recall: float | None
+    retrieval_calls: float
+    rounds: float
+    model_calls: float
+    latency_s: float
+    em_diff: tuple[float, float, float] | None = None  # mean, CI vs the reference setting
+    f1_diff: tuple[float, float, float] | None = None
+
+
+def measure(setting: str, task: QATask, result: Any) -> QAResult:
+    """Metrics of one finished run, from its final state (works for SIM-RAG's rounds and for
+    tool agents that retrieve through a ``search`` tool)."""
+    state = result.state or {}
+    answer = result.answer or ""
+    rounds = state.get("rounds") or []
+    messages = state.get("messages") or []
+    searches = [m for m in messages if isinstance(m, ToolMessage) and m.name == "search"]
+    retrieval_calls = sum(1 for r in rounds if r.get("doc_ids")) + len(searches)
+    titles = [d.get("title") or d.get("id") for d in state.get("documents") or []]
+    return QAResult(
+        setting=setting, task_id=task.id, answer=answer,
+        em=exact_match(answer, task.answers), f1=f1_score(answer, task.answers),
+        support_recall=support_recall(titles, task.supporting_titles) if task.supporting_titles else None,
+        retrieval_calls=retrieval_calls, rounds=len(rounds) or 1,
+        # the SIM-RAG finish node repeats the answer as a message (-1); an LLM judge is a model call too
+        model_calls=sum(isinstance(m, AIMessage) for m in messages) - (1 if rounds else 0)
+        + sum(1 for r in rounds if str(r.get("critic", "")).startswith("llm-judge")),
+        latency_s=result.duration_s, status=result.status, run_id=result.run_id,
+    )
+
+
+def evaluate(
+    tasks: list[QATask],
+    settings: list[EvalSetting],
+    results_path: Path,
+    *,
+    load_graph: Callable[[str], Any],
+    model: str | None,
+    store: TrajectoryStore | None,
+    progress: Callable[[str, int], None] | None = None,
+) -> list[QAResult]:
+    """Run every setting on every task (skipping pairs already in ``results_path``)."""
+    done = {(r.setting, r.task_id) for r in load_results(results_path)}
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    with results_path.open("a", encoding="utf-8") as f:
+        for setting in settings:
+            graph = load_graph(setting.graph)
+            for task in tasks:
+                if (setting.name, task.id) not in done:
+                    config = run_config(model=model, temperature=0.0, **setting.configurable)
+                    result = run(graph, setting.graph, {"messages": [HumanMessage(task.question)]}, config, store)
+                    f.write(measure(setting.name, task, result).model_dump_json() + "\n")
+                    f.flush()
+                if progress:
+                    progress(setting.name, 1)
+    return load_results(results_path)
+
+
+def load_results(path: Path) -> list[QAResult]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(QAResult.model_validate_json(line))
+        except ValueError:
+            continue  # a line cut by an interruption: that question runs again
+    return out
+
+
+def summarize(results: list[QAResult], order: list[str], reference: str | None = None) -> list[SettingSummary]:
+    by_setting: dict[str, dict[str, QAResult]] = {}
+    for r in results:
+        by_setting.setdefault(r.setting, {})[r.task_id] = r
+    ref = by_setting.get(reference or "", {})
+    out = []
+    for name in order:
+        rows = by_setting.get(name)
+        if not rows:
+            continue
+        rs = list(rows.values())
+        em, f1 = [r.em for r in rs], [r.f1 for r in rs]
+        sr = [r.support_recall for r in rs if r.support_recall is not None]
+
+        def mean(xs: list[float]) -> float:
+            return sum(xs) / len(xs) if xs else 0.0
+
+        summary = SettingSummary(
+            setting=name, n=len(rs), failed=sum(r.status != "completed" for r in rs),
+            em=mean(em), em_ci=bootstrap_ci(em), f1=mean(f1), f1_ci=bootstrap_ci(f1),
+            support_recall=mean(sr) if sr else None, retrieval_calls=mean([r.retrieval_calls for r in rs]),
+            rounds=mean([r.rounds for r in rs]), model_calls=mean([r.model_calls for r in rs]),
+            latency_s=mean([r.latency_s for r in rs]),
+        )
+        common = sorted(set(rows) & set(ref)) if ref and name != reference else []
+        if common:
+            a_em, b_em = [rows[t].em for t in common], [ref[t].em for t in common]
+            a_f1, b_f1 = [rows[t].f1 for t in common], [ref[t].f1 for t in common]
+            summary.em_diff = (mean(a_em) - mean(b_em), *paired_bootstrap_ci(a_em, b_em))
+            summary.f1_diff = (mean(a_f1) - mean(b_f1), *paired_bootstrap_ci(a_f1, b_f1))
+        out.append(summary)
+    return out
+
+
+def plot(summaries: list[SettingSummary], path: Path, title: str) -> Path | None:
+    """Accuracy against retrieval calls, one point per setting with its EM interval."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in summaries:
+        ax.errorbar(s.retrieval_calls, 100 * s.em, yerr=[[100 * (s.em - s.em_ci[0])], [100 * (s.em_ci[1] - s.em)]],
+                    fmt="o", capsize=4, label=s.setting)
+        ax.annotate(s.setting, (s.retrieval_calls, 100 * s.em), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("retrieval calls per question")
+    ax.set_ylabel("exact match, % (95% bootstrap CI)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def dump_summary(summaries: list[SettingSummary], path: Path) -> None:
+    path.write_text(json.dumps([s.model_dump() for s in summaries], indent=2))
