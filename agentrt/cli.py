@@ -18,6 +18,7 @@ from rich.table import Table
 
 from agentrt.bench.cli import bench_app
 from agentrt.manifest import ManifestError
+from agentrt.qa_cli import eval_app, practice
 from agentrt.models.base import ModelError
 from agentrt.trajectory_store import TrajectoryStoreError
 
@@ -25,6 +26,8 @@ app = typer.Typer(help="agentrt: run LLM agents with tools and retrieval, record
 traj_app = typer.Typer(help="Read and export recorded trajectories.", no_args_is_help=True)
 app.add_typer(traj_app, name="traj")
 app.add_typer(bench_app, name="bench")
+app.add_typer(eval_app, name="eval")
+app.command("practice")(practice)
 console = Console()
 err = Console(stderr=True)
 

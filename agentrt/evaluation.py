@@ -53,7 +53,8 @@ class QAResult(BaseModel):
     retrieval_calls: int
     rounds: int
     model_calls: int
-    latency_s: float
+    latency_s: float  # wall time of the run (short when model calls came from the cache)
+    model_s: float  # compute time of the run's model calls, as recorded when each was computed
     status: str
     run_id: str
 
@@ -71,6 +72,7 @@ class SettingSummary(BaseModel):
     rounds: float
     model_calls: float
     latency_s: float
+    model_s: float
     em_diff: tuple[float, float, float] | None = None  # mean, CI vs the reference setting
     f1_diff: tuple[float, float, float] | None = None
 
@@ -94,6 +96,7 @@ def measure(setting: str, task: QATask, result: Any) -> QAResult:
         model_calls=sum(isinstance(m, AIMessage) for m in messages) - (1 if rounds else 0)
         + sum(1 for r in rounds if str(r.get("critic", "")).startswith("llm-judge")),
         latency_s=result.duration_s, status=result.status, run_id=result.run_id,
+        model_s=sum(float(m.response_metadata.get("latency_s") or 0) for m in messages if isinstance(m, AIMessage)),
     )
 
 
@@ -158,7 +161,7 @@ def summarize(results: list[QAResult], order: list[str], reference: str | None =
             em=mean(em), em_ci=bootstrap_ci(em), f1=mean(f1), f1_ci=bootstrap_ci(f1),
             support_recall=mean(sr) if sr else None, retrieval_calls=mean([r.retrieval_calls for r in rs]),
             rounds=mean([r.rounds for r in rs]), model_calls=mean([r.model_calls for r in rs]),
-            latency_s=mean([r.latency_s for r in rs]),
+            latency_s=mean([r.latency_s for r in rs]), model_s=mean([r.model_s for r in rs]),
         )
         common = sorted(set(rows) & set(ref)) if ref and name != reference else []
         if common:
