@@ -19,6 +19,7 @@ from rich.table import Table
 from agentrt.bench.cli import bench_app
 from agentrt.manifest import ManifestError
 from agentrt.qa_cli import eval_app, practice
+from agentrt.retrieval.cli import index_app
 from agentrt.models.base import ModelError
 from agentrt.trajectory_store import TrajectoryStoreError
 
@@ -27,6 +28,7 @@ traj_app = typer.Typer(help="Read and export recorded trajectories.", no_args_is
 app.add_typer(traj_app, name="traj")
 app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
+app.add_typer(index_app, name="index")
 app.command("practice")(practice)
 console = Console()
 err = Console(stderr=True)

@@ -27,6 +27,7 @@ from typing_extensions import TypedDict
 
 from agentrt.agent import model_from_config
 from agentrt.critics.types import CriticInput, SufficiencyCritic
+from agentrt.models.registry import DEFAULT_MODEL
 from agentrt.retrieval.types import Retriever
 
 ABSTAIN = "I don't know: the retrieved evidence was not enough to answer."
@@ -72,9 +73,8 @@ class SimRagConfig(BaseModel):
 
 
 REASONER_PROMPT = (
-    "Answer the question using the evidence. The answer is a short phrase (a name, a date, a number, "
-    "or yes/no), not a sentence. Reply in exactly two lines:\n"
-    "Answer: <short answer>\nRationale: <one sentence saying which evidence supports it>"
+    "You answer questions from evidence passages. Give the shortest possible answer: a name, a date, "
+    "a number, or yes/no. Never repeat the question. Format:\nAnswer: <short answer>\nRationale: <one short sentence>"
 )
 QUERY_PROMPT = (
     "The evidence below is not enough to answer the question. Write one short search query (a few "
@@ -181,7 +181,7 @@ def reason(state: SimRagState, config: RunnableConfig) -> dict[str, Any]:
 
 def judge(state: SimRagState, config: RunnableConfig) -> dict[str, Any]:
     cfg = SimRagConfig.from_config(config)
-    critic = critic_for(cfg.critic, (config.get("configurable") or {}).get("model") or "")
+    critic = critic_for(cfg.critic, (config.get("configurable") or {}).get("model") or DEFAULT_MODEL)
     answer, rationale = state.get("answer") or "", state.get("rationale", "")
     (verdict,) = critic.judge([CriticInput(
         question=state["question"], evidence=evidence_lines(state.get("documents", []), cfg.max_doc_words),

@@ -100,3 +100,39 @@ def test_assembled_gguf_is_verified_and_rebuilt(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="refusing"):
         weights.gguf_path(name)
     assert not path.exists() and not list(path.parent.glob("*.partial"))
+
+
+@pytest.fixture(scope="module")
+def small_real_index(tmp_path_factory):
+    """A real MiniLM + FAISS index over the paragraphs of 20 HotpotQA records (~200 documents)."""
+    from agentrt.data.qa import hotpotqa_path
+    from agentrt.retrieval.corpus import hotpotqa_corpus
+    from agentrt.retrieval.index import VectorIndex
+
+    lines = hotpotqa_path().read_text().splitlines()[:20]
+    source = tmp_path_factory.mktemp("hp") / "hp20.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    folder = tmp_path_factory.mktemp("idx") / "index"
+    with VectorIndex.create(folder, "minilm", kind="flat", hybrid=True) as index:
+        index.add(hotpotqa_corpus(source))
+        index.save()
+    return folder, source
+
+
+def test_sim_rag_with_real_model_and_index(small_real_index, store):
+    from agentrt.data.qa import load_qa
+    from agentrt.runner import run, run_config
+    from agentrt.sim_rag import build_sim_rag, rounds_of
+
+    folder, source = small_real_index
+    task = load_qa(source)[0]
+    config = run_config(index=str(folder), critic="llm-judge", max_rounds=2, docs_per_round=3)
+    result = run(build_sim_rag().compile(), "sim_rag", {"messages": [HumanMessage(task.question)]}, config, store)
+    assert result.status == "completed", result.error
+    rounds = rounds_of(result.state)
+    assert 1 <= len(rounds) <= 2 and all(r.answer for r in rounds)
+    assert rounds[0].critic == f"llm-judge:{QWEN}" and rounds[0].score in (0.0, 0.5, 1.0)
+    assert set(task.supporting_titles) & set(rounds[0].doc_ids)  # the real index finds gold evidence
+    ids = [i for r in rounds for i in r.doc_ids]
+    assert len(ids) == len(set(ids))
+    assert store.get(result.run_id).final_answer == result.answer

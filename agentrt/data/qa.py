@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -22,10 +23,22 @@ class DataError(ValueError):
     """A task file cannot be read; the message names the file and line."""
 
 
-def hotpotqa_path() -> Path:
-    import os
+HOTPOTQA_FILE = "hotpot_dev_distractor_600.jsonl"
 
-    return Path(os.environ.get("AGENTRT_HOTPOTQA", DATA_ROOT / "hotpotqa" / "hotpot_dev_distractor_600.jsonl"))
+
+def hotpotqa_path() -> Path:
+    """The HotpotQA file: ``$AGENTRT_HOTPOTQA``, else ``../shared/data/hotpotqa/`` beside the repository."""
+    env = os.environ.get("AGENTRT_HOTPOTQA")
+    if env:
+        if not Path(env).is_file():
+            raise DataError(f"AGENTRT_HOTPOTQA points at {env}, which is not a file")
+        return Path(env)
+    candidate = DATA_ROOT / "hotpotqa" / HOTPOTQA_FILE
+    if candidate.is_file():
+        return candidate
+    raise DataError(
+        f"the HotpotQA data was not found (looked at {candidate}): set AGENTRT_HOTPOTQA to the path of {HOTPOTQA_FILE}"
+    )
 
 
 def load_qa(path: str | Path) -> list[QATask]:

@@ -163,7 +163,7 @@ def verify(name: str) -> str:
     return actual
 
 
-def _built_once(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
+def built_once(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
     """``target``, made by ``build(staging_folder)`` the first time: under a file lock (two
     processes never build it twice) and through a staging folder renamed at the end (an
     interrupted build never leaves a half-written folder that a later run would trust)."""
@@ -211,7 +211,7 @@ def hf_dir(name: str) -> Path:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
 
-    return _built_once(home() / "models" / name / "hf-bf16", "config.json", build)
+    return built_once(home() / "models" / name / "hf-bf16", "config.json", build)
 
 
 def tokenizer_dir(name: str) -> Path:
@@ -227,7 +227,7 @@ def tokenizer_dir(name: str) -> Path:
         offline()
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(staging)
 
-    return _built_once(home() / "models" / name / "tokenizer", "tokenizer_config.json", build)
+    return built_once(home() / "models" / name / "tokenizer", "tokenizer_config.json", build)
 
 
 def offline() -> None:
