@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from agentrt.bench.cli import bench_app
+from agentrt.critics.cli import critic_app
 from agentrt.manifest import ManifestError
 from agentrt.qa_cli import eval_app, practice
 from agentrt.retrieval.cli import index_app
@@ -29,6 +30,7 @@ app.add_typer(traj_app, name="traj")
 app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
 app.add_typer(index_app, name="index")
+app.add_typer(critic_app, name="critic")
 app.command("practice")(practice)
 console = Console()
 err = Console(stderr=True)

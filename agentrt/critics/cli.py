@@ -1,0 +1,126 @@
+"""``agentrt critic ...``: train, show and list trained critics; a typer sub-app mounted by the
+main CLI with ``app.add_typer(critic_app, name="critic")``. torch loads only for ``train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+critic_app = typer.Typer(help="Trained critics: train a sufficiency critic (SIM-RAG), show and list saved ones.",
+                         no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+@critic_app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="JSONL file, one CriticExample per line")],
+    name: Annotated[str, typer.Option(help="critic name: saved as ~/.cache/agentrt/critics/NAME/vN")],
+    label: Annotated[str, typer.Option(help="what 1 means: correct (the answer was right) or coverage (all gold documents retrieved)")] = "correct",
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    lr: Annotated[float, typer.Option(min=0.0)] = 5e-5,
+    max_length: Annotated[int, typer.Option(min=16, max=512, help="tokens per round (the evidence is cut first)")] = 512,
+    dev_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="share of questions held out to pick the threshold and measure")] = 0.2,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Fine-tune all-MiniLM-L6-v2 into a sufficiency critic and save it (a new version)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from agentrt.critics.classifier import CriticError
+    from agentrt.critics.dataset import DatasetError, read_examples
+    from agentrt.critics.train import train_critic
+
+    if label not in ("correct", "coverage"):
+        _fail(f"--label must be correct or coverage, not {label!r}")
+    try:
+        examples = read_examples(dataset)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=False) as bar:
+            task = bar.add_task(f"loading the base model ({len(examples)} rounds)", total=None)
+
+            def progress(done: int, total: int, loss: float) -> None:
+                bar.update(task, completed=done, total=total, description=f"training, loss {loss:.3f}")
+
+            report = train_critic(examples, name=name, label=label, dev_fraction=dev_fraction, epochs=epochs,  # type: ignore[arg-type]
+                                  batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, progress=progress)
+    except (DatasetError, CriticError, OSError) as exc:
+        _fail(str(exc))
+    meta, m = report.critic, report.critic.metrics
+    table = Table(title=f"{report.name}: dev metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in [
+        ("accuracy (at threshold)", _num(m.accuracy)),
+        ("accuracy at 0.5", _num(m.accuracy_at_half)),
+        ("AUC", _num(m.auc)),
+        ("ECE (10 bins)", _num(m.ece)),
+        ("Brier score", _num(m.brier)),
+        ("positive rate (labels)", _num(m.positive_rate)),
+        ("accept rate", _num(m.accept_rate)),
+        ("precision of accepts", _num(m.accept_precision)),
+        ("threshold", _num(meta.threshold)),
+    ]:
+        table.add_row(key, value)
+    console.print(table)
+    tb, db = meta.train_balance, meta.dev_balance
+    console.print(f"threshold {meta.threshold:.3f}: {meta.threshold_rule}", highlight=False)
+    console.print(f"train: {tb.examples} rounds ({tb.positives} positive, {tb.negatives} negative) over {tb.questions} "
+                  f"questions; dev: {db.examples} rounds ({db.positives} positive, {db.negatives} negative)"
+                  + (f"; {report.skipped} rounds without a {label} label skipped" if report.skipped else ""),
+                  highlight=False)
+    console.print(f"training: {meta.training.seconds:.1f} s, {meta.training.examples_per_second:.1f} rounds/s; "
+                  f"{meta.training.balancing}", highlight=False)
+    console.print(f"saved critic {report.name} to {report.path}", highlight=False, soft_wrap=True)
+
+
+@critic_app.command()
+def show(name_or_path: Annotated[str, typer.Argument(help="NAME, NAME@VERSION, or a critic folder path")]) -> None:
+    """Print a saved critic's critic.json (the newest version for a bare NAME)."""
+    from agentrt.critics.classifier import CriticError, read_meta, resolve
+
+    try:
+        folder = resolve(name_or_path)
+        meta = read_meta(folder)
+    except CriticError as exc:
+        _fail(str(exc))
+    err.print(f"{folder}", highlight=False, soft_wrap=True)
+    typer.echo(meta.model_dump_json(indent=2))
+
+
+@critic_app.command("list")
+def list_() -> None:
+    """Every saved critic under ~/.cache/agentrt/critics (AGENTRT_HOME), all versions."""
+    from agentrt.critics.classifier import CriticError, critics_root, list_critics
+
+    found = list_critics()
+    if not found:
+        console.print(f"no critics under {critics_root()}: train one with "
+                      "`agentrt critic train DATASET.jsonl --name NAME`", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=f"critics under {critics_root()}")
+    for col in ("critic", "label", "threshold", "dev acc", "AUC", "train/dev rounds", "created"):
+        table.add_column(col)
+    for folder, meta in found:
+        if isinstance(meta, CriticError):
+            table.add_row(folder.parent.name + "/" + folder.name, f"[red]unreadable: {escape(str(meta))}[/]", "", "", "", "", "")
+            continue
+        table.add_row(f"{meta.name}@{meta.version}", meta.label, _num(meta.threshold), _num(meta.metrics.accuracy),
+                      _num(meta.metrics.auc), f"{meta.train_balance.examples}/{meta.dev_balance.examples}",
+                      meta.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)

