@@ -14,7 +14,7 @@ from agentrt.evaluation import EvalSetting, evaluate, plot, summarize
 from agentrt.models.cache import cached_models
 from agentrt.practice import practice
 from agentrt.qa_metrics import bootstrap_ci, exact_match, f1_score, is_correct, normalize_answer
-from agentrt.sim_rag import QUERY_PROMPT, SimRagConfig, build_sim_rag
+from agentrt.sim_rag import QUERY_PROMPT, SimRagConfig
 from tests.test_sim_rag import WordOverlap
 
 TASKS = [
