@@ -32,8 +32,10 @@ $(VENV)/.llamacpp: $(VENV)/.installed
 	touch $@
 
 bench: $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e '.[test,bench]'
 	$(VENV)/bin/agentrt bench executor
 	$(VENV)/bin/agentrt bench backends
+	$(VENV)/bin/agentrt bench server
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -18,7 +18,8 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
-from pydantic import BaseModel, Field
+from langgraph.types import interrupt
+from pydantic import BaseModel, Field, ValidationError
 from typing_extensions import TypedDict
 
 from agentrt.models.base import SamplingParams
@@ -32,6 +33,7 @@ class AgentState(TypedDict, total=False):
     started_at: float  # wall clock at the run's first model call
     stop_reason: str | None  # set only when a budget ended the run
     answer: str | None
+    approve_tools: Any  # the run's ``configurable.approve_tools``, kept so a resumed run still knows
 
 
 class Budget(BaseModel):
@@ -84,8 +86,9 @@ def make_model_node(
     def call_model(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         messages = state["messages"]
         update: dict[str, Any] = {}
-        if not any(isinstance(m, AIMessage) for m in current_run(messages)):
-            update = {"started_at": time.time(), "stop_reason": None, "answer": None}  # a new run
+        if not any(isinstance(m, AIMessage) for m in current_run(messages)):  # a new run
+            approve = (config or {}).get("configurable", {}).get("approve_tools")
+            update = {"started_at": time.time(), "stop_reason": None, "answer": None, "approve_tools": approve}
         model = model_from_config(config, default_model)
         reply = model.invoke(system + list(messages), config, tools=schemas) if schemas else model.invoke(
             system + list(messages), config
@@ -95,13 +98,84 @@ def make_model_node(
     return call_model
 
 
+class ToolReview(BaseModel):
+    """A reviewer's answer to an approval interrupt: run the calls as they are, run them with
+    edited arguments, or refuse them (the model then sees the refusal and its reason)."""
+
+    action: Literal["approve", "edit", "reject"]
+    args: dict[str, Any] | None = Field(None, description="edit: new arguments of the only call")
+    tool_calls: list[dict[str, Any]] | None = Field(
+        None, description="edit: new arguments per call, as [{'id': ..., 'args': {...}}]"
+    )
+    reason: str | None = Field(None, description="reject: why, shown to the model")
+
+
+def needs_review(calls: Sequence[dict[str, Any]], approve_tools: Any) -> bool:
+    """``approve_tools`` (set per run in ``configurable``, kept in the state for the run): true
+    for every tool, or a list of tool names that need a reviewer's approval before they run."""
+    if not approve_tools or not calls:
+        return False
+    if approve_tools is True:
+        return True
+    names = {approve_tools} if isinstance(approve_tools, str) else set(approve_tools)
+    return any(c["name"] in names for c in calls)
+
+
+def review_tool_calls(last: AIMessage) -> tuple[AIMessage, list[ToolMessage]]:
+    """Pause the run (a LangGraph interrupt, so the thread's checkpoint holds it) until a
+    reviewer resumes it with a :class:`ToolReview`; returns the turn to run (edited or not) and
+    the refusals to send back instead of running it.
+
+    A resume value that is not a valid review pauses again, with the reason in the request:
+    the thread stays waiting for a reviewer instead of failing."""
+    request: dict[str, Any] = {
+        "type": "tool_approval",
+        "tool_calls": [{"id": c["id"], "name": c["name"], "args": c["args"]} for c in last.tool_calls],
+        "actions": ["approve", "edit", "reject"],
+    }
+    while True:
+        raw = interrupt(request)
+        try:
+            return _apply_review(last, raw)
+        except (ValidationError, ValueError) as exc:
+            request = {**request, "error": f"the resume value {raw!r} is not a review: {exc}. Resume with "
+                                          "{'action': 'approve'|'edit'|'reject', 'args'|'tool_calls'|'reason': ...}"}
+
+
+def _apply_review(last: AIMessage, raw: Any) -> tuple[AIMessage, list[ToolMessage]]:
+    review = ToolReview.model_validate(raw if isinstance(raw, dict) else {"action": raw})
+    if review.action == "reject":
+        reason = review.reason or "no reason given"
+        refusals = [
+            ToolMessage(f"The reviewer rejected this call ({reason}). Do not retry it; answer without it.",
+                        tool_call_id=c["id"], name=c["name"], status="error")
+            for c in last.tool_calls
+        ]
+        return last, refusals
+    if review.action == "edit":
+        edits = {e.get("id"): e.get("args", {}) for e in review.tool_calls or []}
+        if review.args is not None:
+            if len(last.tool_calls) != 1:
+                raise ValueError("'args' edits a turn with exactly one call; use 'tool_calls' with ids")
+            edits = {last.tool_calls[0]["id"]: review.args}
+        calls = [{**c, "args": edits.get(c["id"], c["args"])} for c in last.tool_calls]
+        last = AIMessage(content=last.content, tool_calls=calls, id=last.id, response_metadata=last.response_metadata)
+    return last, []
+
+
 def make_tool_node(tools: Sequence[BaseTool]) -> Callable[[AgentState], dict[str, Any]]:
     by_name = tools_by_name(tools)
 
     def call_tools(state: AgentState) -> dict[str, Any]:
         last = state["messages"][-1]
         assert isinstance(last, AIMessage), "the tool node follows a model turn"
-        return {"messages": run_tool_calls(last, by_name)}
+        original = last
+        if needs_review(last.tool_calls, state.get("approve_tools")):
+            last, refusals = review_tool_calls(last)
+            if refusals:
+                return {"messages": refusals}
+        edited = [last] if last is not original else []  # same id: add_messages replaces the turn
+        return {"messages": edited + run_tool_calls(last, by_name)}
 
     return call_tools
 

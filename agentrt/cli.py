@@ -21,6 +21,7 @@ from agentrt.critics.cli import critic_app
 from agentrt.manifest import ManifestError
 from agentrt.qa_cli import eval_app, practice
 from agentrt.retrieval.cli import index_app
+from agentrt.server.cli import keys_app, serve
 from agentrt.models.base import ModelError
 from agentrt.trajectory_store import TrajectoryStoreError
 
@@ -32,6 +33,8 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(index_app, name="index")
 app.add_typer(critic_app, name="critic")
 app.command("practice")(practice)
+app.command("serve")(serve)
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 

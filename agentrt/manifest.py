@@ -26,9 +26,22 @@ class ManifestError(ValueError):
     """The manifest or a graph it names cannot be used; the message says how to fix it."""
 
 
+class GraphEntry(BaseModel):
+    """A graph the manifest names: where it is, and the configuration every run of it starts
+    from (``{"configurable": {...}}``), which a run's own config overrides key by key."""
+
+    path: str
+    description: str | None = None
+    config: dict[str, Any] = {}
+
+
 class Manifest(BaseModel):
-    graphs: dict[str, str]
+    graphs: dict[str, str | GraphEntry]
     path: Path
+
+    def entry(self, name: str) -> GraphEntry:
+        value = self.graphs[name]
+        return value if isinstance(value, GraphEntry) else GraphEntry(path=value)
 
     @property
     def root(self) -> Path:
@@ -70,7 +83,7 @@ def load_graph(name: str, manifest: str | Path | None = None) -> Any:
     m = load_manifest(find_manifest(manifest))
     if name not in m.graphs:
         raise ManifestError(f"no graph named {name!r} in {m.path}; it has: {', '.join(m.graphs) or 'none'}")
-    return _resolve(m.graphs[name], m.root)
+    return _resolve(m.entry(name).path, m.root)
 
 
 def _resolve(ref: str, root: Path) -> Any:

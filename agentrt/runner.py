@@ -38,7 +38,7 @@ class RunResult(BaseModel):
 class RunEvent(BaseModel):
     """What a viewer sees while a run goes: a token, a node's update, or the end."""
 
-    kind: str  # "token" | "update" | "end"
+    kind: str  # "token" | "update" | "values" | "end"
     node: str | None = None
     data: Any = None
 
@@ -62,11 +62,18 @@ def stream_run(
     store: TrajectoryStore | None,
     *,
     tokens: bool = True,
+    values: bool = False,
     run_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    **stream_kwargs: Any,
 ) -> Iterator[RunEvent]:
     """Run ``graph`` on ``input`` (``None`` resumes the thread's last checkpoint; a
     ``Command`` resumes an interrupt), yielding events; the last one is ``end`` with a
-    :class:`RunResult`."""
+    :class:`RunResult`. ``values=True`` also yields the full state after each step;
+    ``stream_kwargs`` go to ``graph.stream`` (``interrupt_before``, ``durability``...).
+
+    Closing the generator early cancels the run: it is recorded as interrupted, and its
+    thread's last checkpoint is where a later run resumes."""
     run_id = run_id or str(uuid.uuid4())
     conf = config.setdefault("configurable", {})
     thread_id = conf.get("thread_id")
@@ -75,7 +82,8 @@ def stream_run(
     if store:
         store.start_run(
             run_id=run_id, thread_id=thread_id, graph=graph_name, model=conf.get("model") or DEFAULT_MODEL,
-            input=_describe(input), metadata={"configurable": _json_safe(conf)}, started_at=started,
+            input=_describe(input), metadata={"configurable": _json_safe(conf), **(metadata or {})},
+            started_at=started,
         )
         if input is not None and not isinstance(input, Command):
             store.add_event(run_id, "__input__", _payload(input), at=started)
@@ -83,9 +91,11 @@ def stream_run(
     status, error, interrupted = "completed", None, False
     modes = ["updates", "values", "messages"] if tokens else ["updates", "values"]
     try:
-        for mode, chunk in graph.stream(input, config, stream_mode=modes):
+        for mode, chunk in graph.stream(input, config, stream_mode=modes, **stream_kwargs):
             if mode == "values":
                 state = chunk if isinstance(chunk, dict) else {"value": chunk}
+                if values:
+                    yield RunEvent(kind="values", data=state)
                 continue
             if mode == "messages":
                 message, meta = chunk
@@ -95,12 +105,16 @@ def stream_run(
             for node, update in chunk.items():
                 if node == "__interrupt__":
                     interrupted = True
-                    update = {"interrupts": [getattr(i, "value", i) for i in update]}
+                    update = {"interrupts": [{"value": getattr(i, "value", i), "id": getattr(i, "id", None)}
+                                             for i in update]}
                 if store:
                     store.add_event(run_id, node, _payload(update))
                 yield RunEvent(kind="update", node=node, data=update)
     except KeyboardInterrupt:
         status, error = "interrupted", "stopped by the user"
+        raise
+    except GeneratorExit:
+        status, error = "interrupted", "cancelled"
         raise
     except Exception as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"

@@ -328,7 +328,7 @@ class TrajectoryStore:
         return self._load(self._resolve(run_id))
 
     def _where(self, graph: str | None, model: str | None, status: str | None, since: datetime | None,
-               thread_id: str | None) -> tuple[str, tuple[Any, ...]]:
+               thread_id: str | None, owner: str | None = None) -> tuple[str, tuple[Any, ...]]:
         if status is not None and status not in STATUSES:
             raise TrajectoryStoreError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
         clauses: list[str] = []
@@ -337,24 +337,29 @@ class TrajectoryStore:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if owner is not None:  # the API key a server run was made with
+            clauses.append("json_extract(metadata, '$.owner') = ?")
+            params.append(owner)
         if since is not None:  # a naive datetime means local time, as datetime.timestamp() reads it
             clauses.append("started_at >= ?")
             params.append(since.timestamp())
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
     def list(self, *, limit: int = 50, graph: str | None = None, model: str | None = None, status: str | None = None,
-             since: datetime | None = None, thread_id: str | None = None) -> builtins.list[RunSummary]:
+             since: datetime | None = None, thread_id: str | None = None,
+             owner: str | None = None) -> builtins.list[RunSummary]:
         """Summaries of matching runs, newest first."""
-        where, params = self._where(graph, model, status, since, thread_id)
+        where, params = self._where(graph, model, status, since, thread_id, owner)
         rows = self._query(
             "SELECT run_id, thread_id, graph, model, status, started_at, ended_at, final_answer, stop_reason,"
             f" reward FROM runs{where} ORDER BY started_at DESC, rowid DESC LIMIT ?", params + (limit,))
         return [summarize(r) for r in rows]
 
     def iter(self, *, graph: str | None = None, model: str | None = None, status: str | None = None,
-             since: datetime | None = None, thread_id: str | None = None) -> Iterator[Trajectory]:
+             since: datetime | None = None, thread_id: str | None = None,
+             owner: str | None = None) -> Iterator[Trajectory]:
         """Every matching trajectory, newest first, loaded one at a time (the lock is not held between)."""
-        where, params = self._where(graph, model, status, since, thread_id)
+        where, params = self._where(graph, model, status, since, thread_id, owner)
         ids = [r["run_id"] for r in self._query(f"SELECT run_id FROM runs{where} ORDER BY started_at DESC, rowid DESC",
                                                 params)]
         for run_id in ids:

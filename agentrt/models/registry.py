@@ -5,6 +5,7 @@
     openai:gpt-4o-mini                 the OpenAI API (OPENAI_API_KEY)
     http://127.0.0.1:8080/v1#my-model  any OpenAI-compatible server (key from AGENTRT_API_KEY, if any)
     /path/to/folder | /path/to/x.gguf  a local transformers folder, or a GGUF file (llama.cpp)
+    scripted:echo                      zero-latency model repeating the last user message (load tests)
 
 Loaded models are cached per spec: weights are loaded once per process, and every caller that
 wants other sampling parameters gets a cheap copy sharing them.
@@ -61,6 +62,10 @@ def _build(spec: str) -> AgentChatModel:
         from agentrt.models.openai_backend import OpenAIChatModel
 
         return OpenAIChatModel(spec=spec, model=rest, api_key=os.environ.get("OPENAI_API_KEY"))
+    if spec == "scripted:echo":
+        from agentrt.models.scripted import ScriptedChatModel, echo
+
+        return ScriptedChatModel(spec=spec, script=echo)
     if scheme == "local" and rest:
         from agentrt.models.transformers_backend import TransformersChatModel
 

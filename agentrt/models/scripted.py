@@ -21,6 +21,13 @@ def call(name: str, **args: Any) -> AIMessage:
     return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:24]}", "type": "tool_call"}])
 
 
+def echo(messages: list[BaseMessage]) -> AIMessage:
+    """The reply of ``scripted:echo``: the last user message, so a load test measures the
+    runtime, not a model."""
+    last = next((m for m in reversed(messages) if m.type == "human"), None)
+    return AIMessage(content=f"echo: {last.content if last else ''}")
+
+
 class ScriptedChatModel(AgentChatModel):
     """Answers with the next scripted response (or what a function of the messages returns).
 

@@ -1,0 +1,165 @@
+"""The HTTP API's request and response bodies.
+
+Names and fields follow LangGraph's server API (so its SDK client works unchanged) and OpenAI's
+chat completions API. Requests ignore fields they do not know, as LangGraph's server does, so
+newer SDK versions still talk to us; the fields we do know are validated strictly, and a wrong
+one is a 422 naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "events"]
+RunStatus = Literal["pending", "running", "success", "error", "interrupted", "timeout"]
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Assistant(BaseModel):
+    assistant_id: str
+    graph_id: str
+    name: str
+    description: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    version: int = 1
+    created_at: str
+    updated_at: str
+
+
+class AssistantSearch(_Request):
+    graph_id: str | None = None
+    name: str | None = None
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class AssistantSchemas(BaseModel):
+    graph_id: str
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    state_schema: dict[str, Any] | None
+    config_schema: dict[str, Any] | None
+    context_schema: dict[str, Any] | None
+
+
+class Thread(BaseModel):
+    thread_id: str
+    created_at: float
+    updated_at: float
+    status: ThreadStatus
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, Any] | None = None
+
+
+class ThreadCreate(_Request):
+    thread_id: str | None = Field(None, min_length=1, max_length=128)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+
+
+class ThreadSearch(_Request):
+    metadata: dict[str, Any] | None = None
+    status: ThreadStatus | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class ThreadState(BaseModel):
+    values: dict[str, Any] | list[Any] | None
+    next: list[str]
+    tasks: list[dict[str, Any]] = Field(default_factory=list)
+    interrupts: list[dict[str, Any]] = Field(default_factory=list)
+    checkpoint: dict[str, Any] | None
+    parent_checkpoint: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: str | None = None
+
+
+class HistoryRequest(_Request):
+    limit: int = Field(10, ge=1, le=1000)
+    before: dict[str, Any] | None = None
+
+
+class Command(_Request):
+    resume: Any = None
+    update: dict[str, Any] | None = None
+    goto: str | list[str] | None = None
+
+
+class RunCreate(_Request):
+    assistant_id: str = Field(..., min_length=1, description="a graph name from the manifest")
+    input: dict[str, Any] | None = Field(None, description="the graph's input; null continues the thread")
+    command: Command | None = Field(None, description="resume an interrupt: {'resume': value}")
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    stream_mode: StreamMode | list[StreamMode] = "values"
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    if_not_exists: Literal["create", "reject"] = "reject"
+    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] = "reject"
+
+
+class Run(BaseModel):
+    run_id: str
+    thread_id: str | None
+    assistant_id: str
+    status: RunStatus
+    created_at: float
+    updated_at: float
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    multitask_strategy: str = "reject"
+
+
+class Problem(BaseModel):
+    """Every error body: ``detail`` says what was wrong and what to do."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+# OpenAI-compatible chat completions
+
+
+class ChatMessage(_Request):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class ChatCompletionRequest(_Request):
+    model: str = Field(..., min_length=1, description="an assistant (graph) name")
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "agentrt"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

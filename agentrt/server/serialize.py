@@ -1,0 +1,35 @@
+"""Graph state as JSON: LangChain messages as their dict form (what LangGraph's server sends and
+its SDK reads back), pydantic models dumped, interrupts as ``{"value", "id"}``, anything else
+that JSON cannot hold as text rather than an error mid-stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from langchain_core.messages import BaseMessage
+from langgraph.types import Interrupt
+from pydantic import BaseModel
+
+_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseMessage):
+        return value.model_dump()
+    if isinstance(value, Interrupt):
+        return {"value": value.value, "id": value.id}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_default, option=_OPTS)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (for a pydantic response or an SQLite column)."""
+    return orjson.loads(dumps(value))

@@ -1,0 +1,226 @@
+"""The server's own records: threads, runs and API keys, in one SQLite file.
+
+Graph state lives in LangGraph's checkpointer and run contents in the trajectory store; this
+file holds only what those two do not know: who owns a thread or run, which assistant it
+used, and a run's lifecycle status. Every write commits at once (WAL, ``synchronous=NORMAL``),
+so a killed server loses nothing it acknowledged. Each call is a single indexed statement of
+tens of microseconds, so the async handlers call it directly: a hop to a thread pool would cost
+more than the query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS threads (
+    thread_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    metadata TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS threads_owner ON threads(owner, created_at);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    thread_id TEXT,
+    owner TEXT NOT NULL,
+    assistant_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    metadata TEXT NOT NULL,
+    kwargs TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_thread ON runs(thread_id, created_at);
+CREATE INDEX IF NOT EXISTS runs_owner ON runs(owner, created_at);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+"""
+
+ACTIVE = ("pending", "running")
+
+
+class ServerStoreError(Exception):
+    """The server's database cannot be used; the message names the file and what to do."""
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ServerStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ServerStoreError(
+                f"{self.path} is not a usable agentrt server database ({exc}); move it aside or pass another --data-dir"
+            ) from exc
+
+    def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [_decode(dict(r)) for r in self._db.execute(sql, params).fetchall()]
+
+    # threads
+    def create_thread(self, owner: str, metadata: dict[str, Any], thread_id: str | None = None) -> dict[str, Any]:
+        now = time.time()
+        thread_id = thread_id or str(uuid.uuid4())
+        self._exec(
+            "INSERT INTO threads VALUES (?, ?, ?, ?, 'idle', ?)", (thread_id, owner, now, now, json.dumps(metadata))
+        )
+        return {"thread_id": thread_id, "created_at": now, "updated_at": now, "status": "idle", "metadata": metadata}
+
+    def get_thread(self, thread_id: str, owner: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM threads WHERE thread_id = ? AND owner = ?", (thread_id, owner))
+        return rows[0] if rows else None
+
+    def thread_exists(self, thread_id: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)))
+
+    def search_threads(self, owner: str, *, status: str | None, metadata: dict[str, Any] | None,
+                       limit: int, offset: int) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM threads WHERE owner = ?", [owner]
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        for key, value in (metadata or {}).items():
+            sql += " AND json_extract(metadata, ?) = json_extract(?, '$')"
+            params += [f"$.{json.dumps(key)}", json.dumps(value)]
+        sql += " ORDER BY created_at DESC LIMIT ? OFFSET ?"
+        return self._rows(sql, (*params, limit, offset))
+
+    def delete_thread(self, thread_id: str, owner: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM threads WHERE thread_id = ? AND owner = ?", (thread_id, owner))
+            if cur.rowcount:
+                self._db.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
+            return bool(cur.rowcount)
+
+    # runs
+    def begin_run(self, *, run_id: str, thread_id: str | None, owner: str, assistant_id: str,
+                  metadata: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        """The run's row and its thread marked busy (and bound to the run's graph), in one
+        commit: this is on the path of every request that starts a run."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, NULL)",
+                    (run_id, thread_id, owner, assistant_id, now, now, json.dumps(metadata),
+                     json.dumps(kwargs, default=str)),
+                )
+                if thread_id:
+                    self._db.execute(
+                        "UPDATE threads SET status = 'busy', updated_at = ?, metadata = json_set(metadata, "
+                        "'$.graph_id', ?) WHERE thread_id = ?", (now, assistant_id, thread_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def end_run(self, run_id: str, status: str, error: str | None, thread_id: str | None,
+                thread_status: str) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("UPDATE runs SET status = ?, error = ?, updated_at = ? WHERE run_id = ?",
+                             (status, error, now, run_id))
+            if thread_id:
+                self._db.execute("UPDATE threads SET status = ?, updated_at = ? WHERE thread_id = ?",
+                                 (thread_status, now, thread_id))
+            self._db.execute("COMMIT")
+
+    def get_run(self, run_id: str, owner: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM runs WHERE run_id = ? AND owner = ?", (run_id, owner))
+        return rows[0] if rows else None
+
+    def list_runs(self, owner: str, *, thread_id: str | None = None, status: str | None = None,
+                  limit: int = 10, offset: int = 0) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM runs WHERE owner = ?", [owner]
+        if thread_id:
+            sql += " AND thread_id = ?"
+            params.append(thread_id)
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        sql += " ORDER BY created_at DESC LIMIT ? OFFSET ?"
+        return self._rows(sql, (*params, limit, offset))
+
+    def mark_interrupted(self) -> list[dict[str, Any]]:
+        """Runs left pending or running by a server that died: they are interrupted now, and
+        their threads too (a new run with no input resumes from the last checkpoint)."""
+        with self._lock:
+            rows = [dict(r) for r in self._db.execute(
+                "SELECT run_id, thread_id FROM runs WHERE status IN ('pending', 'running')").fetchall()]
+            now = time.time()
+            for r in rows:
+                self._db.execute("UPDATE runs SET status = 'interrupted', error = ?, updated_at = ? WHERE run_id = ?",
+                                 ("the server stopped during this run; resume it with a new run on its thread", now,
+                                  r["run_id"]))
+                if r["thread_id"]:
+                    self._db.execute("UPDATE threads SET status = 'interrupted', updated_at = ? WHERE thread_id = ?",
+                                     (now, r["thread_id"]))
+        return rows
+
+    # API keys
+    def create_key(self, name: str) -> tuple[str, str]:
+        """A new key, returned once in clear; only its SHA-256 is kept."""
+        key = "art-" + secrets.token_urlsafe(32)
+        key_id = "key_" + uuid.uuid4().hex[:12]
+        self._exec("INSERT INTO api_keys VALUES (?, ?, ?, ?, NULL)", (key_id, name, hash_key(key), time.time()))
+        return key_id, key
+
+    def revoke_key(self, key_id: str) -> bool:
+        return bool(self._exec("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                               (time.time(), key_id)).rowcount)
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT key_id, name, created_at, revoked_at FROM api_keys ORDER BY created_at")
+
+    def key_owner(self, key: str) -> str | None:
+        rows = self._rows("SELECT key_id FROM api_keys WHERE hash = ? AND revoked_at IS NULL", (hash_key(key),))
+        return rows[0]["key_id"] if rows else None
+
+    def has_keys(self) -> bool:
+        return bool(self._rows("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for key in ("metadata", "kwargs"):
+        if key in row and isinstance(row[key], str):
+            row[key] = json.loads(row[key])
+    row.pop("owner", None)
+    return row

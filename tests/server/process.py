@@ -1,0 +1,74 @@
+"""Starting the real server process for tests: ``agentrt serve`` on a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+MANIFEST = Path(__file__).parent / "manifest.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data_dir: Path, *args: str, manifest: Path = MANIFEST) -> None:
+        self.data_dir, self.args, self.manifest = data_dir, args, manifest
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.banner = ""
+
+    def start(self) -> Server:
+        cmd = [sys.executable, "-m", "agentrt", "serve", "--manifest", str(self.manifest), "--data",
+               str(self.data_dir), "--port", str(self.port), *self.args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "COLUMNS": "200"})
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {out}")
+            try:
+                if httpx.get(self.url + "/ok", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start in 60 s")
+
+    def stop(self) -> str:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, _ = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out.decode()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+@contextmanager
+def running(data_dir: Path, *args: str, manifest: Path = MANIFEST) -> Iterator[Server]:
+    server = Server(data_dir, *args, manifest=manifest).start()
+    try:
+        yield server
+    finally:
+        if server.proc and server.proc.poll() is None:
+            server.stop()
