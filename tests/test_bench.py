@@ -102,3 +102,21 @@ def test_backend_rows_render_with_ratio_and_failures() -> None:
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError):
         backends_bench.measure(backends=["vllm"])
+
+
+def test_server_load_bench_drives_the_real_server(tmp_path) -> None:
+    """`agentrt bench server` starts the server, loads it with aiohttp clients, reports per level
+    (and the last level again after the threads piled up)."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "agentrt", "bench", "server", "--no-peer", "--clients", "1", "--clients", "4",
+         "--seconds", "1", "--warmup", "0.2", "--json"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    rows = json.loads(out.stdout)
+    assert [r["clients"] for r in rows] == [1, 4, 4]
+    assert all(r["server"] == "agentrt" and r["cycles"] > 0 and r["errors"] == 0 for r in rows)
+    assert rows[2]["threads_before"] >= rows[0]["cycles"] + rows[1]["cycles"]

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +30,7 @@ from agentrt.server.limits import BodySizeLimit
 from agentrt.server.run_requests import new_job, stream_modes
 from agentrt.server.runs import Busy, RunJob, RunManager, ThreadBusy
 from agentrt.server.schemas import (
+    MAX_OFFSET,
     Assistant,
     AssistantSchemas,
     AssistantSearch,
@@ -131,20 +133,44 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(_routes())
     app.include_router(trajectories_api.router)
     app.include_router(openai_api.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the assistant names this server has as enums where a request
+    names one, so clients and fuzzers see the valid values instead of any string."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    graphs = getattr(app.state, "graphs", None)
+    if graphs is not None:
+        names = sorted(graphs.stateful)
+        schemas = doc.get("components", {}).get("schemas", {})
+        for model, field in (("RunCreate", "assistant_id"), ("ChatCompletionRequest", "model")):
+            prop = schemas.get(model, {}).get("properties", {}).get(field)
+            if prop is not None:
+                prop["enum"] = names
+    app.openapi_schema = doc
+    return doc
 
 
 # errors
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = jsonable(exc.errors())
-    parts = []
-    for e in errors:
-        where = ".".join(str(x) for x in e.get("loc", ()))
-        parts.append(f"{where}: {e.get('msg')}")
-    return _error(request, 422, "invalid request: " + "; ".join(parts), errors=[
-        {"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errors])
+    errors = [{"loc": [_printable(x) for x in e.get("loc", ())], "msg": _printable(e.get("msg", "")),
+               "type": e.get("type")} for e in exc.errors()]  # not the input: it may not even be UTF-8
+    parts = [".".join(str(x) for x in e["loc"]) + f": {e['msg']}" for e in errors]
+    return _error(request, 422, "invalid request: " + "; ".join(parts), errors=errors)
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, int):
+        return value
+    return str(value).encode("utf-8", "replace").decode("utf-8")
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -236,8 +262,8 @@ def _sse(request: Request, job: RunJob) -> StreamingResponse:
         if job.status == "error":
             yield b"event: error\ndata: " + dumps({"error": "RunError", "message": job.error}) + b"\n\n"
 
-    headers = {"Content-Location": f"/threads/{job.thread_id}/runs/{job.run_id}" if job.thread_id else
-               f"/runs/{job.run_id}", "Cache-Control": "no-store"}
+    where = f"/threads/{quote(job.thread_id, safe='')}/runs/{job.run_id}" if job.thread_id else f"/runs/{job.run_id}"
+    headers = {"Content-Location": where, "Cache-Control": "no-store"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
@@ -374,7 +400,7 @@ def _routes() -> Any:
 
     @r.get("/threads/{thread_id}/runs", response_model=list[Run], tags=["runs"])
     async def list_runs(request: Request, thread_id: str, limit: int = Query(10, ge=1, le=1000),
-                        offset: int = Query(0, ge=0), status: str | None = None, owner: str = Owner) -> Any:
+                        offset: int = Query(0, ge=0, le=MAX_OFFSET), status: str | None = None, owner: str = Owner) -> Any:
         _thread_or_404(request, thread_id, owner)
         rows = request.app.state.store.list_runs(owner, thread_id=thread_id, status=status, limit=limit,
                                                  offset=offset)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
+from langchain_core.messages import convert_to_messages
 from fastapi.responses import Response, StreamingResponse
 
 from agentrt.agent import final_answer
@@ -31,11 +32,16 @@ async def list_models(request: Request, owner: str = Depends(owner_of)) -> Any:
 
 
 def _job(request: Request, body: ChatCompletionRequest, owner: str, modes: frozenset[str]) -> RunJob:
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    try:
+        convert_to_messages(messages)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise HTTPException(422, f"messages: {exc}".split("\nFor troubleshooting")[0]) from None
     sampling = {"temperature": body.temperature, "top_p": body.top_p,
                 "max_tokens": body.max_completion_tokens or body.max_tokens, "seed": body.seed}
     run = RunCreate(
         assistant_id=body.model,
-        input={"messages": [m.model_dump(exclude_none=True) for m in body.messages]},
+        input={"messages": messages},
         config={"configurable": {k: v for k, v in sampling.items() if v is not None}},
         metadata={"api": "openai", **(body.metadata or {})},
     )

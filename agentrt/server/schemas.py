@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_OFFSET = 2**53  # beyond any table, within SQLite's integers
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "events"]
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "timeout"]
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
@@ -39,7 +40,7 @@ class AssistantSearch(_Request):
     name: str | None = None
     metadata: dict[str, Any] | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class AssistantSchemas(BaseModel):
@@ -61,7 +62,8 @@ class Thread(BaseModel):
 
 
 class ThreadCreate(_Request):
-    thread_id: str | None = Field(None, min_length=1, max_length=128)
+    thread_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+                                  description="your own id (letters, digits, . _ : -); default a UUID")
     metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
@@ -70,7 +72,7 @@ class ThreadSearch(_Request):
     metadata: dict[str, Any] | None = None
     status: ThreadStatus | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class ThreadState(BaseModel):
