@@ -37,6 +37,7 @@ def train(
     max_length: Annotated[int, typer.Option(min=16, max=512, help="tokens per round (the evidence is cut first)")] = 512,
     dev_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="share of questions held out to pick the threshold and measure")] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
+    bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast (default: when the CPU has native bf16)")] = None,
 ) -> None:
     """Fine-tune all-MiniLM-L6-v2 into a sufficiency critic and save it (a new version)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -58,7 +59,8 @@ def train(
                 bar.update(task, completed=done, total=total, description=f"training, loss {loss:.3f}")
 
             report = train_critic(examples, name=name, label=label, dev_fraction=dev_fraction, epochs=epochs,  # type: ignore[arg-type]
-                                  batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, progress=progress)
+                                  batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, progress=progress,
+                                  bf16=bf16)
     except (DatasetError, CriticError, OSError) as exc:
         _fail(str(exc))
     meta, m = report.critic, report.critic.metrics

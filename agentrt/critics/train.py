@@ -125,8 +125,12 @@ def fit(
     warmup_fraction: float = 0.1,
     max_grad_norm: float = 1.0,
     progress: Progress | None = None,
+    bf16: bool = False,
 ) -> list[float]:
     """Train ``model`` in place; returns the mean loss of each epoch.
+
+    ``bf16`` runs the forward pass under bfloat16 autocast (weights and optimizer stay fp32):
+    2-3x faster steps on CPUs with native bf16 (see :func:`cpu_has_bf16`).
 
     ``batches`` is a sequence used every epoch, or ``epoch -> iterable`` (to reshuffle; then give
     ``steps_per_epoch``). ``loss_fn(model, batch)`` returns the scalar loss of one batch.
@@ -164,8 +168,9 @@ def fit(
     for epoch in range(epochs):
         losses = []
         for batch in make(epoch):
-            loss = loss_fn(model, batch)
-            loss.backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(model, batch)
+            loss.float().backward()
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -177,6 +182,15 @@ def fit(
         epoch_losses.append(sum(losses) / max(1, len(losses)))
     model.eval()
     return epoch_losses
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where autocast pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def split_by_question(examples: Sequence[CriticExample], dev_fraction: float, seed: int = 0
@@ -301,6 +315,7 @@ def train_critic(
     root: Path | None = None,
     base: str | Path | None = None,
     threads: int = 2,
+    bf16: bool | None = None,
 ) -> TrainReport:
     """Fine-tune the critic, pick its threshold on dev, save it as ``root/NAME/vN`` (default root
     ``home()/critics``) and report. See the module docstring for the choices made."""
@@ -342,11 +357,11 @@ def train_critic(
 
     def loss_fn(model: torch.nn.Module, batch: tuple[dict[str, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         enc, ys = batch
-        return F.cross_entropy(model(**enc).logits, ys, weight=class_weights)
+        return F.cross_entropy(model(**enc).logits.float(), ys, weight=class_weights)
 
     started = time.perf_counter()
     losses = fit(model, batches, loss_fn, epochs=epochs, lr=lr, steps_per_epoch=math.ceil(n / batch_size),
-                 progress=progress)
+                 progress=progress, bf16=cpu_has_bf16() if bf16 is None else bf16)
     seconds = time.perf_counter() - started
 
     if dev:
