@@ -246,6 +246,15 @@ class TrajectoryStore:
         if self._write("UPDATE runs SET reward = ? WHERE run_id = ?", (float(reward), run_id)) == 0:
             raise TrajectoryStoreError(f"no run {run_id!r} in {self.path} (agentrt traj list shows the ids)")
 
+    def merge_metadata(self, run_id: str, patch: dict[str, Any]) -> None:
+        """Add keys to a run's metadata (a verifier's verdict, a task's difficulty) after the fact."""
+        try:
+            patch_json = json.dumps(patch)
+        except (TypeError, ValueError) as exc:
+            raise TrajectoryStoreError(f"metadata must be JSON: {exc}") from exc
+        if self._write("UPDATE runs SET metadata = json_patch(metadata, ?) WHERE run_id = ?", (patch_json, run_id)) == 0:
+            raise TrajectoryStoreError(f"no run {run_id!r} in {self.path} (agentrt traj list shows the ids)")
+
     def add_critic_score(self, run_id: str, score: CriticScore) -> None:
         n = self._write(
             "INSERT INTO critic_scores (run_id, critic, target, score, accepted, at)"

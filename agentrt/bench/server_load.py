@@ -75,7 +75,7 @@ async def _client_loop(url: str, clients: int, seconds: float, warmup: float) ->
                         async with http.post(f"/threads/{thread['thread_id']}/runs/wait", json=RUN_BODY) as r:
                             body = await r.json()
                             ok = r.status == 200 and "__error__" not in body and len(body.get("messages", [])) >= 2
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     ok = False
                 t1 = time.perf_counter()
                 if t0 >= measure_from and t1 <= stop_at:

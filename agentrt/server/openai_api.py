@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
-from langchain_core.messages import convert_to_messages
 from fastapi.responses import Response, StreamingResponse
+from langchain_core.messages import convert_to_messages
 
 from agentrt.agent import final_answer
 from agentrt.server.auth import owner_of

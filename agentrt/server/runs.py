@@ -177,7 +177,7 @@ class RunManager:
                 job.output["__interrupt__"] = interrupts
             if job.status == "error":
                 job.output["__error__"] = {"error": (result.error or "").split(":")[0], "message": result.error}
-        except Exception as exc:  # a bug in the server's own bookkeeping: the run fails, the server goes on
+        except Exception as exc:  # noqa: BLE001 - a bug in the server's own bookkeeping: the run fails, the server goes on
             job.status, job.error = "error", f"{type(exc).__name__}: {exc}"
             job.output = {"__error__": {"error": type(exc).__name__, "message": str(exc)}}
         finally:
