@@ -6,6 +6,7 @@
     http://127.0.0.1:8080/v1#my-model  any OpenAI-compatible server (key from AGENTRT_API_KEY, if any)
     /path/to/folder | /path/to/x.gguf  a local transformers folder, or a GGUF file (llama.cpp)
     scripted:echo                      zero-latency model repeating the last user message (load tests)
+    local:qwen2.5-coder-0.5b+NAME      the local model with a LoRA adapter made by `agentrt rft` (+NAME@vN pins one)
 
 Loaded models are cached per spec: weights are loaded once per process, and every caller that
 wants other sampling parameters gets a cheap copy sharing them.
@@ -66,10 +67,15 @@ def _build(spec: str) -> AgentChatModel:
         from agentrt.models.scripted import ScriptedChatModel, echo
 
         return ScriptedChatModel(spec=spec, script=echo)
+    if scheme == "llamacpp" and "+" in rest:
+        raise ModelError(f"{spec!r}: LoRA adapters run on the transformers backend only; use local:{rest}")
     if scheme == "local" and rest:
+        from agentrt.models import adapters
         from agentrt.models.transformers_backend import TransformersChatModel
 
-        return TransformersChatModel(spec=spec, model_dir=str(weights.hf_dir(rest)))
+        base, _, adapter = rest.partition("+")
+        return TransformersChatModel(spec=spec, model_dir=str(weights.hf_dir(base)),
+                                     adapter_dir=str(adapters.resolve(adapter)) if adapter else None)
     if scheme == "llamacpp" and rest:
         from agentrt.models.llamacpp_backend import LlamaCppChatModel
 

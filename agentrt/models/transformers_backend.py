@@ -19,6 +19,7 @@ class TransformersChatModel(LocalTextModel):
 
     model_dir: str
     dtype: str = "bfloat16"
+    adapter_dir: str | None = None  # a LoRA adapter, merged into the weights at load
 
     _model: Any = PrivateAttr(default=None)
 
@@ -38,6 +39,8 @@ class TransformersChatModel(LocalTextModel):
                 f"could not load the model in {folder} ({type(exc).__name__}: {exc}). If this is "
                 "agentrt's cache, delete the folder and run `agentrt models --prepare` to rebuild it."
             ) from exc
+        if self.adapter_dir:
+            self._model = _merged(self._model, Path(self.adapter_dir))
         self._model.eval()
 
     def _generate_kwargs(self, prompt_ids: list[int], params: SamplingParams) -> dict[str, Any]:
@@ -107,3 +110,15 @@ class TransformersChatModel(LocalTextModel):
         if "error" in result:
             raise ModelError(f"{self.spec}: generation failed: {result['error']}") from result["error"]
         yield self._finish(result["out"][0][len(prompt_ids):].tolist(), params)
+
+
+def _merged(model: Any, adapter: Path) -> Any:
+    """The base model with a LoRA adapter folded into its weights: inference then costs exactly
+    what the base model costs."""
+    try:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    except Exception as exc:
+        raise ModelError(f"could not apply the adapter in {adapter} ({type(exc).__name__}: {exc}); "
+                         "was it trained on this base model?") from exc

@@ -1,0 +1,182 @@
+"""LoRA supervised fine-tuning on kept trajectories, with the loss on assistant turns only.
+
+Conversations are rendered with the model's own chat template (tools included), the same way
+the local backends render prompts at inference, so the model learns to write exactly the tool-
+call text its parser reads. Assistant tokens are found by rendering the conversation up to each
+assistant turn (with the generation prompt) and up to its end: the tokens in between are the
+turn, ``<|im_end|>`` included, and are the only ones with a loss. A template that does not render
+prefixes stably is refused with an error rather than trained on misaligned masks.
+
+Training uses peft's LoRA on the attention projections and agentrt's one training loop
+(:func:`agentrt.training.fit`), bfloat16 autocast where the CPU has it. The adapter is saved as
+the next version of its name, and ``local:BASE+NAME`` serves it everywhere a model spec goes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from agentrt.models import adapters, weights
+from agentrt.models.base import ModelError
+from agentrt.models.local_text import _for_template, _with_tool_hints
+from agentrt.training import cpu_has_bf16, fit
+
+IGNORE = -100
+
+
+class SFTError(ValueError):
+    """Fine-tuning cannot run as asked; the message says what to change."""
+
+
+class SFTSettings(BaseModel):
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    epochs: int = 2
+    lr: float = 2e-4
+    batch_size: int = 4
+    max_length: int = 1024
+    bf16: bool | None = None
+    seed: int = 0
+    threads: int = 2
+
+
+class SFTReport(BaseModel):
+    adapter: str  # NAME@vN, for local:BASE+NAME@vN
+    folder: str
+    base: str
+    examples: int
+    skipped: int
+    assistant_tokens: int
+    epochs: int
+    losses: list[float]
+    seconds: float
+
+
+class Conversation(BaseModel):
+    """One training example: OpenAI-format messages (tool-call arguments as JSON strings or
+    objects) and the tools offered."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = []
+
+
+def base_folder(spec: str) -> tuple[str, Path]:
+    """(catalog name or path, transformers folder) of a spec that can be fine-tuned here."""
+    scheme, _, rest = spec.partition(":")
+    if spec.startswith(("http://", "https://")) or scheme == "openai":
+        raise SFTError(f"{spec!r} is a remote model: it cannot be fine-tuned here. Fine-tune a local model "
+                       "(e.g. local:qwen2.5-coder-0.5b) or use that provider's own fine-tuning with "
+                       "`agentrt traj export --format openai`")
+    if scheme == "llamacpp":
+        raise SFTError(f"{spec!r}: llama.cpp runs quantized weights that cannot be trained; use local:{rest.split('+')[0]}")
+    if scheme == "local":
+        name = rest.split("+")[0]
+        return name, weights.hf_dir(name)
+    path = Path(spec).expanduser()
+    if (path / "config.json").is_file():
+        return str(path), path
+    raise SFTError(f"cannot fine-tune {spec!r}: use local:NAME (see `agentrt models`) or a transformers folder")
+
+
+def _ids(tokenizer: Any, chat: list[dict[str, Any]], tools: list[dict[str, Any]], generation_prompt: bool) -> list[int]:
+    ids = tokenizer.apply_chat_template(chat, tools=tools or None, add_generation_prompt=generation_prompt,
+                                        tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def encode(tokenizer: Any, conv: Conversation, max_length: int, hints: bool = True) -> tuple[list[int], list[int]] | None:
+    """(input ids, labels) with labels only on assistant tokens; None when truncation would
+    leave no assistant token."""
+    chat = [_for_template(m) for m in conv.messages]
+    if hints:
+        chat = _with_tool_hints(chat)
+    full = _ids(tokenizer, chat, conv.tools, False)
+    labels = [IGNORE] * len(full)
+    for i, m in enumerate(chat):
+        if m.get("role") != "assistant":
+            continue
+        before = _ids(tokenizer, chat[:i], conv.tools, True)
+        upto = _ids(tokenizer, chat[: i + 1], conv.tools, False)
+        if upto[: len(before)] != before or full[: len(upto)] != upto:
+            raise SFTError("the chat template does not render conversation prefixes stably, so assistant "
+                           "turns cannot be located; this model's template is not supported for fine-tuning")
+        labels[len(before):len(upto)] = full[len(before):len(upto)]
+    full, labels = full[:max_length], labels[:max_length]
+    if all(label == IGNORE for label in labels):
+        return None
+    return full, labels
+
+
+def train_lora(
+    conversations: Sequence[Conversation], *, base_spec: str, name: str, settings: SFTSettings | None = None,
+    progress: Callable[[int, int, float], None] | None = None, meta: dict[str, Any] | None = None,
+) -> SFTReport:
+    settings = settings or SFTSettings()
+    if not conversations:
+        raise SFTError("nothing to fine-tune on: no kept trajectories (no verified successes yet)")
+    adapters.check_adapter_name(name)
+    base_name, folder = base_folder(base_spec)
+    weights.offline()
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoded = [e for e in (encode(tokenizer, c, settings.max_length) for c in conversations) if e is not None]
+    if not encoded:
+        raise SFTError(f"every conversation is longer than max_length={settings.max_length} before its first "
+                       "assistant token; raise --max-length")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    except Exception as exc:
+        raise ModelError(f"cannot load {folder} for fine-tuning ({type(exc).__name__}: {exc})") from exc
+    lora = LoraConfig(task_type="CAUSAL_LM", r=settings.rank, lora_alpha=settings.alpha,
+                      lora_dropout=settings.dropout, target_modules=settings.targets)
+    model = get_peft_model(model, lora)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def batches(epoch: int) -> Any:
+        order = list(range(len(encoded)))
+        random.Random(settings.seed * 1009 + epoch).shuffle(order)
+        for start in range(0, len(order), settings.batch_size):
+            chunk = [encoded[i] for i in order[start:start + settings.batch_size]]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            labels = torch.full((len(chunk), width), IGNORE, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, (x, y) in enumerate(chunk):
+                ids[row, : len(x)] = torch.tensor(x)
+                labels[row, : len(y)] = torch.tensor(y)
+                mask[row, : len(x)] = 1
+            yield ids, mask, labels
+
+    def loss_fn(m: Any, batch: Any) -> Any:
+        ids, mask, labels = batch
+        return m(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+    started = time.perf_counter()
+    losses = fit(model, batches, loss_fn, epochs=settings.epochs, lr=settings.lr,
+                 steps_per_epoch=math.ceil(len(encoded) / settings.batch_size), progress=progress,
+                 bf16=cpu_has_bf16() if settings.bf16 is None else settings.bf16)
+    seconds = time.perf_counter() - started
+    assistant_tokens = sum(sum(1 for t in y if t != IGNORE) for _, y in encoded)
+    out, ref = adapters.save_adapter(model, name, {
+        "base": base_name, "base_spec": base_spec, "settings": settings.model_dump(), "examples": len(encoded),
+        "losses": losses, **(meta or {}),
+    })
+    return SFTReport(adapter=ref, folder=str(out), base=base_name, examples=len(encoded),
+                     skipped=len(conversations) - len(encoded), assistant_tokens=assistant_tokens,
+                     epochs=settings.epochs, losses=losses, seconds=seconds)
