@@ -6,7 +6,6 @@ import json
 import sqlite3
 import sys
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ from agentrt.critics.cli import critic_app
 from agentrt.manifest import ManifestError
 from agentrt.qa_cli import eval_app, practice
 from agentrt.retrieval.cli import index_app
+from agentrt.rft.cli import rft_app
 from agentrt.server.cli import keys_app, serve
 from agentrt.models.base import ModelError
 from agentrt.trajectory_store import TrajectoryStoreError
@@ -35,6 +35,7 @@ app.add_typer(critic_app, name="critic")
 app.command("practice")(practice)
 app.command("serve")(serve)
 app.add_typer(keys_app, name="keys")
+app.add_typer(rft_app, name="rft")
 console = Console()
 err = Console(stderr=True)
 
@@ -227,29 +228,64 @@ def traj_show(run_id: str, store: StoreOpt = None, as_json: Annotated[bool, type
 @traj_app.command("export")
 def traj_export(
     out: Annotated[Path | None, typer.Option("--out", help="file to write (default: standard output)")] = None,
-    format: Annotated[str, typer.Option("--format", help="jsonl")] = "jsonl",
+    format: Annotated[str, typer.Option("--format", help="jsonl (whole trajectories), openai (OpenAI fine-tuning "
+                                        "chat format) or trl (Hugging Face / TRL conversational format with tools)")] = "jsonl",
     graph: str | None = None,
-    status: str | None = None,
-    since: Annotated[datetime | None, typer.Option(help="only runs started at or after this time")] = None,
+    model: Annotated[str | None, typer.Option(help="only runs of this model spec")] = None,
+    status: Annotated[str | None, typer.Option(help="only runs with this status (openai and trl: default completed)")] = None,
+    min_reward: Annotated[str | None, typer.Option("--min-reward", help="only runs with at least this reward")] = None,
+    verdict: Annotated[str | None, typer.Option(help="passed or failed: only runs the verifier judged so")] = None,
+    since: Annotated[str | None, typer.Option(help="only runs started at or after this time (ISO 8601; UTC unless it says)")] = None,
+    until: Annotated[str | None, typer.Option(help="only runs started at or before this time (ISO 8601; UTC unless it says)")] = None,
+    task_type: Annotated[list[str] | None, typer.Option("--task-type", help="only these task types (repeat, or comma-separate)")] = None,
+    sidecar: Annotated[bool, typer.Option("--sidecar", help="openai: also write task_type and difficulty per example beside OUT (train.jsonl -> train.meta.jsonl)")] = False,
     store: StoreOpt = None,
 ) -> None:
-    """All matching trajectories, one JSON document per line."""
-    if format != "jsonl":
-        _fail(f"unknown format {format!r}: only jsonl is supported")
-    if since and since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
+    """Matching trajectories, one JSON document per line: whole records, or fine-tuning examples."""
+    from agentrt.rft.export import FORMATS, export, write_examples
+
+    if format not in FORMATS:
+        _fail(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+    if verdict is not None and verdict not in ("passed", "failed"):
+        _fail(f"unknown verdict {verdict!r}: use passed or failed")
+    if sidecar and out is None:
+        _fail("--sidecar needs --out FILE: the sidecar is written beside it")
+    flt = _export_filter(format, graph=graph, model=model, status=status, min_reward=min_reward, verdict=verdict,
+                         since=since, until=until, task_types=task_type)
     try:
         s = _store(store)
-        if out is None:
-            count = s.export_jsonl(sys.stdout, graph=graph, status=status, since=since)
-        else:
-            tmp = out.with_name(out.name + ".partial")
-            with tmp.open("w") as f:
-                count = s.export_jsonl(f, graph=graph, status=status, since=since)
-            tmp.replace(out)
+        report = write_examples(s, sys.stdout, format, flt) if out is None else export(s, out, format, flt, sidecar)
     except KNOWN_ERRORS as exc:
         _fail(str(exc))
-    err.print(f"exported {count} trajectories" + (f" to {out}" if out else ""))
+    for skipped in report.skipped[:10]:
+        err.print(f"[yellow]skipped run {skipped.run_id}:[/] {skipped.reason}", markup=True, highlight=False)
+    if len(report.skipped) > 10:
+        err.print(f"[yellow]... and {len(report.skipped) - 10} more skipped runs[/]")
+    err.print(report.summary(), markup=False, highlight=False)
+
+
+def _export_filter(format: str, *, task_types: list[str] | None, **fields: Any) -> Any:
+    """The export filter from the command's options, or one red line naming the bad option.
+
+    Times and numbers arrive as text and are parsed here, by the filter's own model, so a bad value
+    is the same one-line error as any other instead of a usage box.
+
+    Whole-trajectory exports (jsonl) keep every status unless one is asked for; training formats
+    default to completed runs, since a failed or interrupted run is no example to learn from."""
+    from pydantic import ValidationError
+
+    from agentrt.rft.export import ExportFilter
+
+    types = [t.strip() for item in task_types or [] for t in item.split(",") if t.strip()]
+    if fields["status"] is None and format != "jsonl":
+        fields["status"] = "completed"
+    try:
+        return ExportFilter(task_types=types, **fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "option"
+        option = "--task-type" if name == "task_types" else "--" + name.replace("_", "-")
+        _fail(f"{option}: {first['msg']} (got {first.get('input')!r})")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -143,6 +143,11 @@ TRIVIA = [("What color is the sky on a clear day? Answer with one word.", ["blue
           ("What is the color of grass? Answer with one word.", ["green"])]
 
 
+def mentions_gold(task: Task, attempt) -> bool:
+    """A user verifier: a 135M model answers in sentences, so the gold word anywhere counts."""
+    return any(g in (attempt.answer or "").lower() for g in task.expected)
+
+
 @pytest.mark.model
 def test_rft_loop_end_to_end_on_smollm2(tmp_path: Path) -> None:
     """Sample, verify, keep, LoRA fine-tune, evaluate held-out, on the real 135M model; then the
@@ -150,8 +155,8 @@ def test_rft_loop_end_to_end_on_smollm2(tmp_path: Path) -> None:
     import shutil
 
     from agentrt.models.adapters import adapters_root
-    tasks = [Task(id=f"trivia-{i}", messages=[{"role": "user", "content": q}], verifier="qa", expected=a,
-                  task_type="qa") for i, (q, a) in enumerate(TRIVIA)]
+    tasks = [Task(id=f"trivia-{i}", messages=[{"role": "user", "content": q}], expected=a, task_type="qa",
+                  verifier="tests.test_rft_loop:mentions_gold") for i, (q, a) in enumerate(TRIVIA)]
     write_tasks(tasks[:5], tmp_path / "train.jsonl")
     write_tasks(tasks[5:], tmp_path / "eval.jsonl")
     name = f"test-rft-{tmp_path.name[-8:]}".replace("_", "-")
