@@ -110,16 +110,21 @@ def evaluate(
     store: TrajectoryStore | None,
     progress: Callable[[str, int], None] | None = None,
 ) -> list[QAResult]:
-    """Run every setting on every task (skipping pairs already in ``results_path``)."""
+    """Run every setting on every task (skipping pairs already in ``results_path``).
+
+    Question by question, every setting on it before the next question: a run stopped early
+    (or a time-boxed one) leaves all settings on the same questions, which the paired
+    comparison needs."""
     done = {(r.setting, r.task_id) for r in load_results(results_path)}
     results_path.parent.mkdir(parents=True, exist_ok=True)
+    graphs = {s.graph: load_graph(s.graph) for s in settings}
     with results_path.open("a", encoding="utf-8") as f:
-        for setting in settings:
-            graph = load_graph(setting.graph)
-            for task in tasks:
+        for task in tasks:
+            for setting in settings:
                 if (setting.name, task.id) not in done:
                     config = run_config(model=model, temperature=0.0, **setting.configurable)
-                    result = run(graph, setting.graph, {"messages": [HumanMessage(task.question)]}, config, store)
+                    result = run(graphs[setting.graph], setting.graph, {"messages": [HumanMessage(task.question)]},
+                                 config, store)
                     f.write(measure(setting.name, task, result).model_dump_json() + "\n")
                     f.flush()
                 if progress:
@@ -143,6 +148,10 @@ def summarize(results: list[QAResult], order: list[str], reference: str | None =
     by_setting: dict[str, dict[str, QAResult]] = {}
     for r in results:
         by_setting.setdefault(r.setting, {})[r.task_id] = r
+    present = [by_setting[n] for n in order if by_setting.get(n)]
+    shared = set.intersection(*(set(rows) for rows in present)) if present else set()
+    # only questions every setting has answered: an evaluation stopped midway compares like with like
+    by_setting = {name: {t: r for t, r in rows.items() if t in shared} for name, rows in by_setting.items()}
     ref = by_setting.get(reference or "", {})
     out = []
     for name in order:
