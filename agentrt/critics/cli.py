@@ -89,6 +89,24 @@ def train(
     console.print(f"training: {meta.training.seconds:.1f} s, {meta.training.examples_per_second:.1f} rounds/s; "
                   f"{meta.training.balancing}", highlight=False)
     console.print(f"saved critic {report.name} to {report.path}", highlight=False, soft_wrap=True)
+    _print_labelings(examples)
+
+
+def _print_labelings(examples: list) -> None:
+    """How the answer-correctness label and the evidence-coverage label agree on these rounds."""
+    from agentrt.critics.train import compare_labelings
+
+    c = compare_labelings(examples)
+    if not c["n"]:
+        return
+    table = Table(title=f"correct vs coverage labels ({c['n']} rounds with both)")
+    table.add_column("")
+    table.add_column("coverage 1", justify="right")
+    table.add_column("coverage 0", justify="right")
+    table.add_row("correct 1", str(c["both_positive"]), str(c["correct_only"]))
+    table.add_row("correct 0", str(c["coverage_only"]), str(c["both_negative"]))
+    console.print(table)
+    console.print(f"agreement {_num(c['agreement'])}, Cohen's kappa {_num(c['kappa'])}", highlight=False)
 
 
 @critic_app.command()
