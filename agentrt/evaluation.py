@@ -30,15 +30,19 @@ class EvalSetting(BaseModel):
     configurable: dict[str, Any] = Field(default_factory=dict)
 
 
-def sim_rag_settings(critic: str = "sim-rag", docs_per_round: int = 3, max_rounds: int = 3) -> list[EvalSetting]:
-    """The comparison the SIM-RAG paper makes, all on the SIM-RAG loop."""
+def sim_rag_settings(critics: list[str] | None = None, docs_per_round: int = 3, max_rounds: int = 3) -> list[EvalSetting]:
+    """The comparison the SIM-RAG paper makes, all on the SIM-RAG loop; one SIM-RAG setting per
+    trained critic (e.g. one trained on answer correctness, one on evidence coverage)."""
     k = docs_per_round
+    critics = critics or ["sim-rag"]
+    trained = [EvalSetting(name="SIM-RAG, trained critic" if len(critics) == 1 else f"SIM-RAG, critic {c}",
+                           configurable={"critic": c, "max_rounds": max_rounds, "docs_per_round": k}) for c in critics]
     return [
         EvalSetting(name="no retrieval", configurable={"critic": "accept-all", "max_rounds": 1, "docs_per_round": 0}),
         EvalSetting(name="single-round RAG", configurable={"critic": "accept-all", "max_rounds": 1, "docs_per_round": k}),
         EvalSetting(name="fixed 2 rounds", configurable={"critic": "reject-all", "max_rounds": 2, "docs_per_round": k}),
         EvalSetting(name="fixed 3 rounds", configurable={"critic": "reject-all", "max_rounds": 3, "docs_per_round": k}),
-        EvalSetting(name="SIM-RAG, trained critic", configurable={"critic": critic, "max_rounds": max_rounds, "docs_per_round": k}),
+        *trained,
         EvalSetting(name="SIM-RAG, LLM judge", configurable={"critic": "llm-judge", "max_rounds": max_rounds, "docs_per_round": k}),
     ]
 

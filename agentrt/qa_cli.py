@@ -71,7 +71,7 @@ def eval_qa(
     data: DataOpt = None,
     split: Annotated[str, typer.Option(help="which tasks: first:N, last:N, A:B or all")] = "last:300",
     settings: Annotated[str, typer.Option(help="comma-separated setting names to run (default: all)")] = "",
-    critic: Annotated[str, typer.Option(help="the trained critic for the SIM-RAG setting")] = "sim-rag",
+    critic: Annotated[list[str] | None, typer.Option(help="trained critic(s) for SIM-RAG settings (repeatable; default sim-rag)")] = None,
     model: Annotated[str | None, typer.Option(help="reasoner model spec")] = None,
     docs_per_round: int = 3,
     max_rounds: int = 3,
@@ -88,7 +88,7 @@ def eval_qa(
     from agentrt.trajectory_store import TrajectoryStore, default_store_path
 
     tasks = _tasks(data, split)
-    chosen = sim_rag_settings(critic=critic, docs_per_round=docs_per_round, max_rounds=max_rounds)
+    chosen = sim_rag_settings(critics=critic, docs_per_round=docs_per_round, max_rounds=max_rounds)
     if settings:
         wanted = [s.strip() for s in settings.split(",")]
         unknown = set(wanted) - {s.name for s in chosen}
