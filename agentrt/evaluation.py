@@ -35,7 +35,7 @@ def sim_rag_settings(critics: list[str] | None = None, docs_per_round: int = 3, 
     trained critic (e.g. one trained on answer correctness, one on evidence coverage)."""
     k = docs_per_round
     critics = critics or ["sim-rag"]
-    trained = [EvalSetting(name="SIM-RAG, trained critic" if len(critics) == 1 else f"SIM-RAG, critic {c}",
+    trained = [EvalSetting(name="SIM-RAG (trained critic)" if len(critics) == 1 else f"SIM-RAG (critic {c})",
                            configurable={"critic": c, "max_rounds": max_rounds, "docs_per_round": k}) for c in critics]
     return [
         EvalSetting(name="no retrieval", configurable={"critic": "accept-all", "max_rounds": 1, "docs_per_round": 0}),
@@ -43,7 +43,7 @@ def sim_rag_settings(critics: list[str] | None = None, docs_per_round: int = 3, 
         EvalSetting(name="fixed 2 rounds", configurable={"critic": "reject-all", "max_rounds": 2, "docs_per_round": k}),
         EvalSetting(name="fixed 3 rounds", configurable={"critic": "reject-all", "max_rounds": 3, "docs_per_round": k}),
         *trained,
-        EvalSetting(name="SIM-RAG, LLM judge", configurable={"critic": "llm-judge", "max_rounds": max_rounds, "docs_per_round": k}),
+        EvalSetting(name="SIM-RAG (LLM judge)", configurable={"critic": "llm-judge", "max_rounds": max_rounds, "docs_per_round": k}),
     ]
 
 
