@@ -38,6 +38,7 @@ def train(
     dev_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="share of questions held out to pick the threshold and measure")] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast (default: when the CPU has native bf16)")] = None,
+    evidence_words: Annotated[int, typer.Option(min=0, help="evidence words shared by all passages, so every round's passages fit (0: whole passages)")] = 240,
 ) -> None:
     """Fine-tune all-MiniLM-L6-v2 into a sufficiency critic and save it (a new version)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -60,7 +61,7 @@ def train(
 
             report = train_critic(examples, name=name, label=label, dev_fraction=dev_fraction, epochs=epochs,  # type: ignore[arg-type]
                                   batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, progress=progress,
-                                  bf16=bf16)
+                                  bf16=bf16, evidence_words=evidence_words or None)
     except (DatasetError, CriticError, OSError) as exc:
         _fail(str(exc))
     meta, m = report.critic, report.critic.metrics
