@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -280,9 +280,7 @@ def _live(request: Request, run: dict[str, Any]) -> dict[str, Any]:
     return {**run, "status": job.status} if job is not None else run
 
 
-def _routes() -> Any:
-    from fastapi import APIRouter
-
+def _routes() -> APIRouter:
     r = APIRouter()
     Owner = Depends(owner_of)
 

@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from langchain_core.messages import convert_to_messages
 
-from agentrt.agent import final_answer
 from agentrt.server.auth import owner_of
 from agentrt.server.run_requests import new_job
 from agentrt.server.runs import RunJob, RunManager
@@ -51,21 +50,9 @@ def _job(request: Request, body: ChatCompletionRequest, owner: str, modes: froze
 def _answer(job: RunJob) -> str:
     if job.status == "error":
         raise HTTPException(502, f"the agent's run failed: {job.error}")
-    output = job.output or {}
-    if output.get("__interrupt__"):
+    if (job.output or {}).get("__interrupt__"):
         return "(the run paused for approval; approval needs a thread: use the /threads API)"
-    return final_answer(_messages_as_state(output)) or ""
-
-
-def _messages_as_state(output: dict[str, Any]) -> dict[str, Any]:
-    from langchain_core.messages import messages_from_dict
-
-    msgs = output.get("messages") or []
-    try:
-        converted = messages_from_dict([{"type": m["type"], "data": m} for m in msgs])
-    except (KeyError, TypeError, ValueError):
-        converted = []
-    return {**output, "messages": converted}
+    return job.answer or ""
 
 
 def _usage(output: dict[str, Any], prompt_messages: int) -> dict[str, int]:

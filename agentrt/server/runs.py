@@ -49,6 +49,7 @@ class RunJob:
     stream_kwargs: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, bytes]] = field(default_factory=list)
     output: dict[str, Any] | None = None
+    answer: str | None = None  # the runner's final answer (what the OpenAI endpoint replies)
     status: str = "pending"
     error: str | None = None
     cancel_requested: bool = False
@@ -172,6 +173,7 @@ class RunManager:
             assert result is not None
             job.status = {"completed": "success", "failed": "error"}.get(result.status, "interrupted")
             job.error = result.error
+            job.answer = result.answer
             job.output = {**jsonable(result.state or {})}
             if interrupts:
                 job.output["__interrupt__"] = interrupts
