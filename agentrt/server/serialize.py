@@ -4,6 +4,7 @@ that JSON cannot hold as text rather than an error mid-stream."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -27,9 +28,18 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default, option=_OPTS)
+    """orjson, except for text that is not valid UTF-8 (lone surrogates, which JSON requests can
+    carry as ``\\udXXX`` escapes): orjson refuses it, the standard library escapes it back."""
+    try:
+        return orjson.dumps(value, default=_default, option=_OPTS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=_default, ensure_ascii=True).encode()
 
 
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON types (for a pydantic response or an SQLite column)."""
-    return orjson.loads(dumps(value))
+    data = dumps(value)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # escaped lone surrogates, which only the standard library reads
+        return json.loads(data)
