@@ -17,6 +17,7 @@ from rich.table import Table
 
 from agentrt.bench.cli import bench_app
 from agentrt.critics.cli import critic_app
+from agentrt.cr_planner.cli import plan_app
 from agentrt.manifest import ManifestError
 from agentrt.qa_cli import eval_app, practice
 from agentrt.retrieval.cli import index_app
@@ -36,6 +37,7 @@ app.command("practice")(practice)
 app.command("serve")(serve)
 app.add_typer(keys_app, name="keys")
 app.add_typer(rft_app, name="rft")
+app.add_typer(plan_app, name="plan")
 console = Console()
 err = Console(stderr=True)
 

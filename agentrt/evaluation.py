@@ -19,7 +19,13 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel, Field
 
 from agentrt.data.qa import QATask
-from agentrt.qa_metrics import bootstrap_ci, exact_match, f1_score, paired_bootstrap_ci, support_recall
+from agentrt.qa_metrics import (
+    bootstrap_ci,
+    exact_match,
+    f1_score,
+    paired_bootstrap_ci,
+    support_recall,
+)
 from agentrt.runner import run, run_config
 from agentrt.trajectory_store import TrajectoryStore
 
@@ -44,6 +50,18 @@ def sim_rag_settings(critics: list[str] | None = None, docs_per_round: int = 3, 
         EvalSetting(name="fixed 3 rounds", configurable={"critic": "reject-all", "max_rounds": 3, "docs_per_round": k}),
         *trained,
         EvalSetting(name="SIM-RAG (LLM judge)", configurable={"critic": "llm-judge", "max_rounds": max_rounds, "docs_per_round": k}),
+    ]
+
+
+def planner_settings(subgoal_critic: str = "cr-subgoal", execution_critic: str = "cr-execution") -> list[EvalSetting]:
+    """The CR-Planner comparison: the plain tool-calling agent with a search tool, and the
+    planner with trained critics and with the LLM judge as its critics."""
+    return [
+        EvalSetting(name="tool-calling agent", graph="rag_agent"),
+        EvalSetting(name="CR-Planner (trained critics)", graph="cr_planner",
+                    configurable={"subgoal_critic": subgoal_critic, "execution_critic": execution_critic}),
+        EvalSetting(name="CR-Planner (LLM judge)", graph="cr_planner",
+                    configurable={"subgoal_critic": "llm-judge", "execution_critic": "llm-judge"}),
     ]
 
 
@@ -81,26 +99,44 @@ class SettingSummary(BaseModel):
     f1_diff: tuple[float, float, float] | None = None
 
 
+def passages_in(message: ToolMessage) -> list[dict[str, Any]]:
+    """The passages a retrieval tool returned: a JSON list of objects with a ``title`` (what
+    agentrt's ``search`` tool returns); empty for any other tool result."""
+    try:
+        found = json.loads(str(message.content))
+    except ValueError:
+        return []
+    if not isinstance(found, list) or not found or not all(isinstance(p, dict) and "title" in p for p in found):
+        return []
+    return found
+
+
 def measure(setting: str, task: QATask, result: Any) -> QAResult:
-    """Metrics of one finished run, from its final state (works for SIM-RAG's rounds and for
-    tool agents that retrieve through a ``search`` tool)."""
+    """Metrics of one finished run, from its final state: SIM-RAG's rounds, CR-Planner's steps
+    (it counts its own model calls: candidates and LLM-judge calls), or a tool agent's calls of a
+    retrieval tool (a tool answering with a JSON list of titled passages)."""
     state = result.state or {}
     answer = result.answer or ""
     rounds = state.get("rounds") or []
+    steps = state.get("plan_steps") or []
     messages = state.get("messages") or []
-    searches = [m for m in messages if isinstance(m, ToolMessage) and m.name == "search"]
-    retrieval_calls = sum(1 for r in rounds if r.get("doc_ids")) + len(searches)
+    retrieved = [passages_in(m) for m in messages if isinstance(m, ToolMessage)]
+    retrieved = [p for p in retrieved if p]
+    retrieval_calls = (sum(1 for r in rounds if r.get("doc_ids")) + len(retrieved)
+                       + sum(1 for s in steps if s.get("subgoal") == "retrieve"))
     titles = [d.get("title") or d.get("id") for d in state.get("documents") or []]
+    titles += [p["title"] for found in retrieved for p in found]
     return QAResult(
         setting=setting, task_id=task.id, answer=answer,
         em=exact_match(answer, task.answers), f1=f1_score(answer, task.answers),
         support_recall=support_recall(titles, task.supporting_titles) if task.supporting_titles else None,
-        retrieval_calls=retrieval_calls, rounds=len(rounds) or 1,
+        retrieval_calls=retrieval_calls, rounds=len(rounds) or len(steps) or 1,
         # the SIM-RAG finish node repeats the answer as a message (-1); an LLM judge is a model call too
-        model_calls=sum(isinstance(m, AIMessage) for m in messages) - (1 if rounds else 0)
+        model_calls=state["model_calls"] if steps else sum(isinstance(m, AIMessage) for m in messages) - (1 if rounds else 0)
         + sum(1 for r in rounds if str(r.get("critic", "")).startswith("llm-judge")),
         latency_s=result.duration_s, status=result.status, run_id=result.run_id,
-        model_s=sum(float(m.response_metadata.get("latency_s") or 0) for m in messages if isinstance(m, AIMessage)),
+        model_s=sum(float(s.get("seconds") or 0) for s in steps) if steps else
+        sum(float(m.response_metadata.get("latency_s") or 0) for m in messages if isinstance(m, AIMessage)),
     )
 
 

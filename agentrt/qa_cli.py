@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from agentrt.models.weights import home
@@ -70,7 +77,7 @@ def practice(
 def eval_qa(
     data: DataOpt = None,
     split: Annotated[str, typer.Option(help="which tasks: first:N, last:N, A:B or all")] = "last:300",
-    settings: Annotated[str, typer.Option(help="comma-separated setting names to run (default: all)")] = "",
+    settings: Annotated[str, typer.Option(help="comma-separated setting names to run (default: the SIM-RAG comparison)")] = "",
     critic: Annotated[list[str] | None, typer.Option(help="trained critic(s) for SIM-RAG settings (repeatable; default sim-rag)")] = None,
     model: Annotated[str | None, typer.Option(help="reasoner model spec")] = None,
     docs_per_round: int = 3,
@@ -82,13 +89,20 @@ def eval_qa(
 ) -> None:
     """EM/F1, supporting-document recall, retrieval calls, rounds and latency for each setting, with
     95% bootstrap intervals and the paired difference against single-round RAG; writes a plot."""
-    from agentrt.evaluation import dump_summary, evaluate, plot, sim_rag_settings, summarize
+    from agentrt.evaluation import (
+        dump_summary,
+        evaluate,
+        planner_settings,
+        plot,
+        sim_rag_settings,
+        summarize,
+    )
     from agentrt.manifest import load_graph
     from agentrt.models.cache import cached_models
     from agentrt.trajectory_store import TrajectoryStore, default_store_path
 
     tasks = _tasks(data, split)
-    chosen = sim_rag_settings(critics=critic, docs_per_round=docs_per_round, max_rounds=max_rounds)
+    chosen = sim_rag_settings(critics=critic, docs_per_round=docs_per_round, max_rounds=max_rounds) + planner_settings()
     if settings:
         wanted = [s.strip() for s in settings.split(",")]
         unknown = set(wanted) - {s.name for s in chosen}
@@ -96,6 +110,8 @@ def eval_qa(
             err.print(f"[bold red]error:[/] unknown setting(s) {sorted(unknown)}; known: {[s.name for s in chosen]}")
             raise typer.Exit(2)
         chosen = [s for s in chosen if s.name in wanted]
+    else:
+        chosen = [s for s in chosen if s.graph == "sim_rag"]
     out = out or home() / "eval" / f"qa-{split.replace(':', '')}"
     started = time.time()
     with TrajectoryStore(store or default_store_path()) as trajectories, _progress() as bar, \
@@ -106,7 +122,7 @@ def eval_qa(
     task_ids = {t.id for t in tasks}
     summaries = summarize([r for r in results if r.task_id in task_ids], [s.name for s in chosen], reference="single-round RAG")
     table = Table("setting", "n", "EM % [95% CI]", "F1 % [95% CI]", "ΔEM vs 1-round", "ΔF1 vs 1-round", "support recall",
-                  "retrievals", "rounds", "model calls", "model s", title=f"QA on {len(tasks)} questions ({split})")
+                  "retrievals", "rounds", "model calls", "model s", "latency s", title=f"QA on {len(tasks)} questions ({split})")
     for s in summaries:
         def pct(v: float, ci: tuple[float, float]) -> str:
             return f"{100 * v:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
@@ -116,7 +132,7 @@ def eval_qa(
 
         table.add_row(s.setting, str(s.n), pct(s.em, s.em_ci), pct(s.f1, s.f1_ci), diff(s.em_diff), diff(s.f1_diff),
                       f"{100 * s.support_recall:.1f}" if s.support_recall is not None else "", f"{s.retrieval_calls:.2f}",
-                      f"{s.rounds:.2f}", f"{s.model_calls:.2f}", f"{s.model_s:.2f}")
+                      f"{s.rounds:.2f}", f"{s.model_calls:.2f}", f"{s.model_s:.2f}", f"{s.latency_s:.2f}")
     console.print(table)
     dump_summary(summaries, out / "summary.json")
     picture = plot(summaries, out / "accuracy_vs_retrieval.png", f"HotpotQA {split}, {model or 'local:qwen2.5-coder-0.5b'}")

@@ -28,7 +28,7 @@ from typing_extensions import TypedDict
 from agentrt.agent import model_from_config
 from agentrt.critics.types import CriticInput, SufficiencyCritic
 from agentrt.models.registry import DEFAULT_MODEL
-from agentrt.retrieval.types import Retriever
+from agentrt.retrieval.shared import retriever_for
 
 ABSTAIN = "I don't know: the retrieved evidence was not enough to answer."
 
@@ -82,20 +82,7 @@ QUERY_PROMPT = (
 )
 
 _lock = threading.Lock()
-_retrievers: dict[str, Retriever] = {}
 _critics: dict[str, SufficiencyCritic] = {}
-
-
-def retriever_for(index: str | None) -> Retriever:
-    """The index a run names, opened once per process."""
-    key = index or "__demo__"
-    with _lock:
-        if key not in _retrievers:
-            from agentrt.retrieval.corpus import demo_index
-            from agentrt.retrieval.index import VectorIndex
-
-            _retrievers[key] = demo_index() if index is None else VectorIndex.open(index)
-        return _retrievers[key]
 
 
 def critic_for(name: str, model_spec: str) -> SufficiencyCritic:

@@ -314,6 +314,13 @@ class TrajectoryStore:
                                        "Give more characters")
         return rows[0]["run_id"]
 
+    def node_updates(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """What each node of a run wrote, in order, as recorded: (node, update). Graph-specific
+        records live here, e.g. SIM-RAG's ``rounds`` and CR-Planner's ``plan_steps``."""
+        run_id = self._resolve(run_id)
+        rows = self._query("SELECT node, payload FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [(r["node"], json.loads(r["payload"])) for r in rows]
+
     def _load(self, run_id: str) -> Trajectory:
         header = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         if not header:

@@ -35,3 +35,20 @@ def store(tmp_path: Path) -> Iterator[TrajectoryStore]:
     s = TrajectoryStore(tmp_path / "trajectories.sqlite")
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def small_real_index(tmp_path_factory):
+    """A real MiniLM + FAISS index over the paragraphs of 20 HotpotQA records (~200 documents)."""
+    from agentrt.data.qa import hotpotqa_path
+    from agentrt.retrieval.corpus import hotpotqa_corpus
+    from agentrt.retrieval.index import VectorIndex
+
+    lines = hotpotqa_path().read_text().splitlines()[:20]
+    source = tmp_path_factory.mktemp("hp") / "hp20.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    folder = tmp_path_factory.mktemp("idx") / "index"
+    with VectorIndex.create(folder, "minilm", kind="flat", hybrid=True) as index:
+        index.add(hotpotqa_corpus(source))
+        index.save()
+    return folder, source

@@ -30,7 +30,7 @@ from tools import (
 
 
 def test_builtin_tools_are_registered_by_name() -> None:
-    assert set(BUILTIN_TOOLS) == {"calculator", "python_exec", "http_get", "read_file"}
+    assert set(BUILTIN_TOOLS) == {"calculator", "python_exec", "http_get", "read_file", "search"}
     for name, t in BUILTIN_TOOLS.items():
         assert t.name == name
         assert t.description  # the model needs it
@@ -379,3 +379,39 @@ def test_default_read_file_uses_env_root_at_call_time(files: Path, monkeypatch: 
     assert read_file.invoke({"path": "b.md"}) == "# béta\n"
     with pytest.raises(PermissionError):
         read_file.invoke({"path": "../a.txt"})
+
+
+# ---------------------------------------------------------------------------------- search
+
+
+def test_search_tool_returns_titled_passages_and_the_evaluation_reads_them(monkeypatch, scripted) -> None:
+    """The plain tool-calling agent over an index: the search tool's JSON passages are what the
+    QA evaluation counts as retrieval calls and supporting-document recall."""
+    import json
+
+    from langchain_core.messages import HumanMessage
+
+    from agentrt.agent import build_tool_agent
+    from agentrt.data.qa import QATask
+    from agentrt.evaluation import measure
+    from agentrt.models.scripted import call
+    from agentrt.retrieval import shared
+    from agentrt.runner import run, run_config
+    from tests.test_sim_rag import WordOverlap
+    from tools import make_search
+
+    monkeypatch.setitem(shared._retrievers, "mem", WordOverlap())
+    search = make_search(index="mem", k=2)
+    found = json.loads(search.invoke({"query": "Eiffel Tower Paris"}))
+    assert [p["title"] for p in found] == ["Eiffel Tower", "Paris"] and "1889" in found[0]["text"]
+    with pytest.raises(Exception, match="empty query"):
+        search.invoke({"query": " "})
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        make_search(k=0)
+
+    graph = build_tool_agent([search]).compile()
+    spec = scripted([call("search", query="Eiffel Tower"), "Paris"])
+    result = run(graph, "rag_agent", {"messages": [HumanMessage("Where is the Eiffel Tower?")]}, run_config(model=spec), None)
+    task = QATask(id="q", question="Where is the Eiffel Tower?", answers=["Paris"], supporting_titles=["Eiffel Tower"])
+    measured = measure("tool-calling agent", task, result)
+    assert (measured.em, measured.retrieval_calls, measured.support_recall, measured.model_calls) == (1.0, 1, 1.0, 2)

@@ -9,6 +9,7 @@ import pytest
 from langchain_core.messages import SystemMessage
 
 from agentrt import sim_rag
+from agentrt.retrieval import shared
 from agentrt.data.qa import DataError, QATask, load_qa, split
 from agentrt.evaluation import EvalSetting, evaluate, plot, summarize
 from agentrt.models.cache import cached_models
@@ -37,7 +38,7 @@ def evidence_reader(messages):
 
 @pytest.fixture
 def mem_index(monkeypatch):
-    monkeypatch.setitem(sim_rag._retrievers, "mem", WordOverlap())
+    monkeypatch.setitem(shared._retrievers, "mem", WordOverlap())
 
 
 def test_practice_labels_rounds_and_resumes(scripted, store, tmp_path, mem_index):

@@ -102,23 +102,6 @@ def test_assembled_gguf_is_verified_and_rebuilt(tmp_path, monkeypatch):
     assert not path.exists() and not list(path.parent.glob("*.partial"))
 
 
-@pytest.fixture(scope="module")
-def small_real_index(tmp_path_factory):
-    """A real MiniLM + FAISS index over the paragraphs of 20 HotpotQA records (~200 documents)."""
-    from agentrt.data.qa import hotpotqa_path
-    from agentrt.retrieval.corpus import hotpotqa_corpus
-    from agentrt.retrieval.index import VectorIndex
-
-    lines = hotpotqa_path().read_text().splitlines()[:20]
-    source = tmp_path_factory.mktemp("hp") / "hp20.jsonl"
-    source.write_text("\n".join(lines) + "\n")
-    folder = tmp_path_factory.mktemp("idx") / "index"
-    with VectorIndex.create(folder, "minilm", kind="flat", hybrid=True) as index:
-        index.add(hotpotqa_corpus(source))
-        index.save()
-    return folder, source
-
-
 def test_sim_rag_with_real_model_and_index(small_real_index, store):
     from agentrt.data.qa import load_qa
     from agentrt.runner import run, run_config

@@ -6,6 +6,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from agentrt import sim_rag
+from agentrt.retrieval import shared
 from agentrt.critics.types import Verdict
 from agentrt.retrieval.types import ScoredDocument
 from agentrt.runner import run, run_config
@@ -47,7 +48,7 @@ class AcceptAtRound:
 @pytest.fixture
 def retriever(monkeypatch):
     r = WordOverlap()
-    monkeypatch.setitem(sim_rag._retrievers, "mem", r)
+    monkeypatch.setitem(shared._retrievers, "mem", r)
     return r
 
 

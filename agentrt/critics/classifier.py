@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from filelock import FileLock
 from pydantic import BaseModel, Field, ValidationError
@@ -289,8 +289,12 @@ def resolve(name_or_path: str | Path, *, root: Path | None = None) -> Path:
     return versions[int(version)]
 
 
-def read_meta(folder: Path) -> CriticMeta:
-    """``critic.json`` of a critic folder, or a ``CriticError`` that says to retrain."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_meta(folder: Path, schema: type[M] = CriticMeta) -> M:  # type: ignore[assignment]
+    """``critic.json`` of a critic folder as ``schema`` (a sufficiency critic's ``CriticMeta`` by
+    default, a ranking critic's ``RankingMeta``), or a ``CriticError`` that says to retrain."""
     path = folder / META_FILE
     if not path.is_file():
         raise CriticError(
@@ -309,7 +313,7 @@ def read_meta(folder: Path) -> CriticMeta:
             f"agentrt version (format {shown}, this one reads {FORMAT_VERSION}): {RETRAIN}."
         )
     try:
-        return CriticMeta.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as exc:
         raise CriticError(
             f"critic {folder}: {META_FILE} does not match format {FORMAT_VERSION} "
@@ -317,21 +321,22 @@ def read_meta(folder: Path) -> CriticMeta:
         ) from exc
 
 
-def save_critic(model: Any, tokenizer: Any, meta: CriticMeta, *, root: Path | None = None) -> tuple[Path, CriticMeta]:
+def save_critic(model: Any, tokenizer: Any, meta: M, *, root: Path | None = None) -> tuple[Path, M]:
     """Save under ``root/NAME/vN`` with the next free version N; returns (folder, meta with N).
 
     Written into a staging folder and renamed at the end under a file lock, so concurrent saves
     get distinct versions and a failed save leaves nothing behind.
     """
     root = root or critics_root()
-    check_name(meta.name)
-    base = root / meta.name
+    name = check_name(meta.name)  # type: ignore[attr-defined]  (both meta schemas have a name)
+    base = root / name
     base.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f"{meta.name}.lock")):
+    with FileLock(str(root / f"{name}.lock")):
         versions = _versions(base)
-        meta = meta.model_copy(update={"version": max(versions, default=0) + 1, "format_version": FORMAT_VERSION})
-        target = base / f"v{meta.version}"
-        staging = Path(tempfile.mkdtemp(dir=base, prefix=f".staging-v{meta.version}-"))
+        version = max(versions, default=0) + 1
+        meta = meta.model_copy(update={"version": version, "format_version": FORMAT_VERSION})
+        target = base / f"v{version}"
+        staging = Path(tempfile.mkdtemp(dir=base, prefix=f".staging-v{version}-"))
         try:
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
@@ -347,17 +352,24 @@ def save_critic(model: Any, tokenizer: Any, meta: CriticMeta, *, root: Path | No
     return target, meta
 
 
-def list_critics(root: Path | None = None) -> list[tuple[Path, CriticMeta | CriticError]]:
-    """Every saved critic under ``root`` (default ``home()/critics``), oldest version first."""
+def list_critics(root: Path | None = None) -> list[tuple[Path, BaseModel | CriticError]]:
+    """Every saved critic under ``root`` (default ``home()/critics``), oldest version first: a
+    ``CriticMeta`` for sufficiency critics, a ``RankingMeta`` for ranking critics."""
+    from agentrt.critics.ranking import RankingMeta
+
     root = root or critics_root()
-    found: list[tuple[Path, CriticMeta | CriticError]] = []
+    found: list[tuple[Path, BaseModel | CriticError]] = []
     if not root.is_dir():
         return found
     for base in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         folders = [base] if (base / META_FILE).is_file() else [v for _, v in sorted(_versions(base).items())]
         for folder in folders:
             try:
-                found.append((folder, read_meta(folder)))
+                kind = json.loads((folder / META_FILE).read_text(encoding="utf-8")).get("kind")
+            except (OSError, ValueError, AttributeError):
+                kind = None
+            try:
+                found.append((folder, read_meta(folder, RankingMeta if kind == "ranking" else CriticMeta)))
             except CriticError as exc:
                 found.append((folder, exc))
     return found
