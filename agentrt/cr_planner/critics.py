@@ -9,6 +9,7 @@ Trained critics are ranking critics (``agentrt plan train``) named ``cr-subgoal`
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -67,7 +68,9 @@ class LLMPlanJudge:
             return [1.0] * len(texts)
         options = "\n".join(f"{i}. {t}" for i, t in enumerate(texts, 1))
         prompt = f"Question: {question}\nPlan so far: {state}\n\nOptions:\n{options}\n\nBest option number:"
-        reply = self.model.invoke([SystemMessage(JUDGE_PROMPT), HumanMessage(prompt)], max_tokens=4, temperature=0.0)
+        # tagged nostream: a run's token stream shows the plan's text, not the judge's digits
+        reply = self.model.invoke([SystemMessage(JUDGE_PROMPT), HumanMessage(prompt)], {"tags": ["nostream"]},
+                                  max_tokens=4, temperature=0.0)
         found = re.search(r"\d+", str(reply.content))
         pick = int(found.group()) if found else 0
         if not 1 <= pick <= len(texts):
@@ -77,6 +80,8 @@ class LLMPlanJudge:
 
 _lock = threading.Lock()
 _loaded: dict[str, TrainedPlanCritic] = {}
+_warned: set[str] = set()
+log = logging.getLogger("agentrt.cr_planner")
 
 
 def plan_critic(setting: str, kind: str, *, model: Any, spec: str) -> PlanCritic:
@@ -92,6 +97,10 @@ def plan_critic(setting: str, kind: str, *, model: Any, spec: str) -> PlanCritic
             except CriticError:
                 if setting != "auto":
                     raise
+                if name not in _warned:
+                    _warned.add(name)
+                    log.warning("no trained %s critic %r: CR-Planner uses the LLM judge (%s) instead; train one with "
+                                "`agentrt plan collect` and `agentrt plan train`", kind, name, spec)
                 return LLMPlanJudge(model, spec)
         return _loaded[name]
 
