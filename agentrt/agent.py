@@ -10,7 +10,7 @@ can carry many runs and an interrupted run resumes with its counts intact.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -253,3 +253,15 @@ def final_answer(state: dict[str, Any]) -> str | None:
 
 def user_input(question: str) -> dict[str, list[HumanMessage]]:
     return {"messages": [HumanMessage(question)]}
+
+
+def question_of(state: Mapping[str, Any], graph: str) -> str:
+    """The question a QA graph answers: ``state["question"]``, else the latest user message, so
+    the graph can be called like a chat agent (the server, the OpenAI face) or with the field."""
+    if state.get("question"):
+        return str(state["question"])
+    for m in reversed(state.get("messages", [])):
+        if isinstance(m, HumanMessage):
+            return str(m.content)
+    raise ValueError(f"{graph} needs a question: pass {{'question': ...}} or a user message")
+

@@ -25,7 +25,7 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from agentrt.agent import model_from_config
+from agentrt.agent import model_from_config, question_of
 from agentrt.critics.types import CriticInput, SufficiencyCritic
 from agentrt.models.registry import DEFAULT_MODEL
 from agentrt.retrieval.shared import retriever_for
@@ -108,15 +108,6 @@ def critic_for(name: str, model_spec: str) -> SufficiencyCritic:
         return _critics[key]
 
 
-def _question(state: SimRagState) -> str:
-    if state.get("question"):
-        return state["question"]
-    for m in reversed(state.get("messages", [])):
-        if isinstance(m, HumanMessage):
-            return str(m.content)
-    raise ValueError("SIM-RAG needs a question: pass {'question': ...} or a user message")
-
-
 def evidence_lines(documents: list[dict[str, Any]], max_words: int) -> list[str]:
     return [f"{d['title'] or d['id']}: {' '.join(d['text'].split()[:max_words])}" for d in documents]
 
@@ -128,7 +119,7 @@ def _evidence_block(state: SimRagState, cfg: SimRagConfig) -> str:
 
 def start(state: SimRagState) -> dict[str, Any]:
     """A new run: the first query is the question itself."""
-    question = _question(state)
+    question = question_of(state, "SIM-RAG")
     if not question.strip():
         raise ValueError("the question is empty")
     return {"question": question, "query": question, "answer": None, "rationale": "", "stop_reason": None}

@@ -14,14 +14,14 @@ import operator
 import time
 from typing import Annotated, Any
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from agentrt.agent import model_from_config
+from agentrt.agent import model_from_config, question_of
 from agentrt.cr_planner.critics import PlanCritic, plan_critic
 from agentrt.cr_planner.plan import (
     Plan,
@@ -90,18 +90,9 @@ def _critics(cfg: PlannerConfig, config: RunnableConfig) -> tuple[PlanCritic, Pl
             plan_critic(cfg.execution_critic, "execution", model=model, spec=spec))
 
 
-def _question(state: PlannerState) -> str:
-    if state.get("question"):
-        return state["question"]
-    for m in reversed(state.get("messages", [])):
-        if isinstance(m, HumanMessage):
-            return str(m.content)
-    raise ValueError("CR-Planner needs a question: pass {'question': ...} or a user message")
-
-
 def start(state: PlannerState, config: RunnableConfig) -> dict[str, Any]:
     cfg = PlannerConfig.from_config(config)
-    plan = Plan.start(_question(state))
+    plan = Plan.start(question_of(state, "CR-Planner"))
     subgoal_critic, execution_critic = _critics(cfg, config)
     return {"question": plan.question, "plan": plan.model_dump(), "answer": None, "stop_reason": None,
             "model_calls": 0, "documents": [], "subgoal": None,
