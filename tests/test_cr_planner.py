@@ -196,22 +196,29 @@ def _pairs(n: int) -> list[RankingPair]:
     return out
 
 
-def test_ranking_critic_learns_pairs_and_is_versioned(tmp_path):
+def test_ranking_critic_learns_pairs_and_is_versioned(tmp_path, monkeypatch):
     """The real MiniLM with the pairwise loss ranks held-out pairs of an easy pattern correctly."""
+    monkeypatch.setenv("AGENTRT_HOME", str(tmp_path))
+    root = tmp_path / "critics"
     report = train_ranking_critic(_pairs(40), name="toy-rank", ranks="execution", epochs=3, batch_size=8, lr=1e-4,
-                                  max_length=64, root=tmp_path)
+                                  max_length=64)
     assert report.critic.metrics.accuracy is not None and report.critic.metrics.accuracy >= 0.85
     assert report.critic.dev_pairs == 8 and report.critic.train_groups == 32
-    critic = RankingCritic.load("toy-rank", root=tmp_path)
+    critic = RankingCritic.load("toy-rank", root=root)
     good, bad = critic.scores("question 99", ["Next: retrieve. Candidate: the tower stands in Paris, item 99",
                                               "Next: retrieve. Candidate: unrelated football results, item 99"])
     assert good > bad
-    second = train_ranking_critic(_pairs(12), name="toy-rank", ranks="execution", epochs=1, max_length=64, root=tmp_path)
+    second = train_ranking_critic(_pairs(12), name="toy-rank", ranks="execution", epochs=1, max_length=64, root=root)
     assert second.name == "toy-rank@2"
-    kinds = {type(meta).__name__ for _, meta in list_critics(tmp_path)}
+    kinds = {type(meta).__name__ for _, meta in list_critics(root)}
     assert kinds == {"RankingMeta"}
+    # the critic commands show ranking critics beside sufficiency critics
+    listed = CliRunner().invoke(app, ["critic", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "toy-rank@2" in listed.output and "ranking (execution)" in listed.output
+    shown = CliRunner().invoke(app, ["critic", "show", "toy-rank@1"])
+    assert shown.exit_code == 0 and '"kind": "ranking"' in shown.output
     with pytest.raises(CriticError, match="no 'subgoal' pairs"):
-        train_ranking_critic([], name="empty", ranks="subgoal", root=tmp_path)
+        train_ranking_critic([], name="empty", ranks="subgoal", root=root)
 
 
 @pytest.mark.model

@@ -321,6 +321,18 @@ def read_meta(folder: Path, schema: type[M] = CriticMeta) -> M:  # type: ignore[
         ) from exc
 
 
+def read_any_meta(folder: Path) -> BaseModel:
+    """``critic.json`` of any saved critic: a ``RankingMeta`` for ranking critics (they say
+    ``"kind": "ranking"``), else a sufficiency critic's ``CriticMeta``."""
+    from agentrt.critics.ranking import RankingMeta
+
+    try:
+        kind = json.loads((folder / META_FILE).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None  # read_meta says what is wrong with the file
+    return read_meta(folder, RankingMeta if kind == "ranking" else CriticMeta)
+
+
 def save_critic(model: Any, tokenizer: Any, meta: M, *, root: Path | None = None) -> tuple[Path, M]:
     """Save under ``root/NAME/vN`` with the next free version N; returns (folder, meta with N).
 
@@ -355,8 +367,6 @@ def save_critic(model: Any, tokenizer: Any, meta: M, *, root: Path | None = None
 def list_critics(root: Path | None = None) -> list[tuple[Path, BaseModel | CriticError]]:
     """Every saved critic under ``root`` (default ``home()/critics``), oldest version first: a
     ``CriticMeta`` for sufficiency critics, a ``RankingMeta`` for ranking critics."""
-    from agentrt.critics.ranking import RankingMeta
-
     root = root or critics_root()
     found: list[tuple[Path, BaseModel | CriticError]] = []
     if not root.is_dir():
@@ -365,11 +375,7 @@ def list_critics(root: Path | None = None) -> list[tuple[Path, BaseModel | Criti
         folders = [base] if (base / META_FILE).is_file() else [v for _, v in sorted(_versions(base).items())]
         for folder in folders:
             try:
-                kind = json.loads((folder / META_FILE).read_text(encoding="utf-8")).get("kind")
-            except (OSError, ValueError, AttributeError):
-                kind = None
-            try:
-                found.append((folder, read_meta(folder, RankingMeta if kind == "ranking" else CriticMeta)))
+                found.append((folder, read_any_meta(folder)))
             except CriticError as exc:
                 found.append((folder, exc))
     return found

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-critic_app = typer.Typer(help="Trained critics: train a sufficiency critic (SIM-RAG), show and list saved ones.",
+critic_app = typer.Typer(help="Trained critics: train a sufficiency critic (SIM-RAG), show and list saved ones "
+                              "(CR-Planner's ranking critics too).",
                          no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
@@ -113,11 +114,11 @@ def _print_labelings(examples: list) -> None:
 @critic_app.command()
 def show(name_or_path: Annotated[str, typer.Argument(help="NAME, NAME@VERSION, or a critic folder path")]) -> None:
     """Print a saved critic's critic.json (the newest version for a bare NAME)."""
-    from agentrt.critics.classifier import CriticError, read_meta, resolve
+    from agentrt.critics.classifier import CriticError, read_any_meta, resolve
 
     try:
         folder = resolve(name_or_path)
-        meta = read_meta(folder)
+        meta = read_any_meta(folder)
     except CriticError as exc:
         _fail(str(exc))
     err.print(f"{folder}", highlight=False, soft_wrap=True)
@@ -128,6 +129,7 @@ def show(name_or_path: Annotated[str, typer.Argument(help="NAME, NAME@VERSION, o
 def list_() -> None:
     """Every saved critic under ~/.cache/agentrt/critics (AGENTRT_HOME), all versions."""
     from agentrt.critics.classifier import CriticError, critics_root, list_critics
+    from agentrt.critics.ranking import RankingMeta
 
     found = list_critics()
     if not found:
@@ -140,6 +142,10 @@ def list_() -> None:
     for folder, meta in found:
         if isinstance(meta, CriticError):
             table.add_row(folder.parent.name + "/" + folder.name, f"[red]unreadable: {escape(str(meta))}[/]", "", "", "", "", "")
+            continue
+        if isinstance(meta, RankingMeta):  # a CR-Planner critic: ranking accuracy on dev pairs
+            table.add_row(f"{meta.name}@{meta.version}", f"ranking ({meta.ranks})", "", _num(meta.metrics.accuracy), "",
+                          f"{meta.train_pairs}/{meta.dev_pairs} pairs", meta.created_at.strftime("%Y-%m-%d %H:%M"))
             continue
         table.add_row(f"{meta.name}@{meta.version}", meta.label, _num(meta.threshold), _num(meta.metrics.accuracy),
                       _num(meta.metrics.auc), f"{meta.train_balance.examples}/{meta.dev_balance.examples}",

@@ -164,8 +164,14 @@ def train_lora(
             yield ids, mask, labels
 
     def loss_fn(m: Any, batch: Any) -> Any:
+        # Logits only where a next token is trained (assistant turns): the full (batch, length,
+        # vocabulary) float logits of a 150k-token vocabulary took 20+ GB at batch 8 x 1k tokens.
         ids, mask, labels = batch
-        return m(input_ids=ids, attention_mask=mask, labels=labels).loss
+        targets = labels[:, 1:]
+        keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)
+        logits = m(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                                 targets[:, keep].reshape(-1), ignore_index=IGNORE)
 
     started = time.perf_counter()
     losses = fit(model, batches, loss_fn, epochs=settings.epochs, lr=settings.lr,
