@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from agentrt.critics.classifier import (
     CriticError,
     TrainedCritic,
+    answer_in_evidence,
     critic_pair,
     encode_pairs,
     read_meta,
@@ -249,6 +250,18 @@ def test_encode_pairs_cuts_the_evidence_first(trained: TrainReport) -> None:
     enc = encode_pairs(tokenizer, ["why " * 500], [second], 64)
     text = tokenizer.decode(enc["input_ids"][0], skip_special_tokens=True)
     assert enc["input_ids"].shape == (1, 64) and "tamsin" in text and "passage one says so" in text
+
+
+def test_answer_check_says_whether_the_answer_is_in_the_evidence(trained: TrainReport) -> None:
+    evidence = ["Paris: Paris is the capital of France.", "Eiffel Tower: built in 1889."]
+    assert answer_in_evidence("the Paris", evidence) == "yes"  # normalised: articles, case
+    assert answer_in_evidence("Lyon", evidence) == "no" and answer_in_evidence("", evidence) == "no"
+    assert answer_in_evidence("Yes.", evidence) == "yes/no answer"
+    item = CriticInput(question="Where?", answer="1889", evidence=evidence)
+    assert critic_pair(item, answer_check=True)[1].startswith("Answer in evidence: yes. Answer: 1889")
+    assert critic_pair(item)[1].startswith("Answer: 1889")
+    # the saved critic reads rounds the way it was trained (the default for new critics)
+    assert trained.critic.answer_check is True and TrainedCritic.load(trained.path).meta.answer_check is True
 
 
 def test_threshold_choice_and_metrics() -> None:

@@ -40,9 +40,17 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast (default: when the CPU has native bf16)")] = None,
     evidence_words: Annotated[int, typer.Option(min=0, help="evidence words shared by all passages, so every round's passages fit (0: whole passages)")] = 240,
+    answer_check: Annotated[bool, typer.Option("--answer-check/--no-answer-check", help="tell the critic whether the answer occurs in the evidence")] = True,
 ) -> None:
     """Fine-tune all-MiniLM-L6-v2 into a sufficiency critic and save it (a new version)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from agentrt.critics.classifier import CriticError
     from agentrt.critics.dataset import DatasetError, read_examples
@@ -62,7 +70,7 @@ def train(
 
             report = train_critic(examples, name=name, label=label, dev_fraction=dev_fraction, epochs=epochs,  # type: ignore[arg-type]
                                   batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, progress=progress,
-                                  bf16=bf16, evidence_words=evidence_words or None)
+                                  bf16=bf16, evidence_words=evidence_words or None, answer_check=answer_check)
     except (DatasetError, CriticError, OSError) as exc:
         _fail(str(exc))
     meta, m = report.critic, report.critic.metrics

@@ -235,6 +235,7 @@ def train_critic(
     threads: int = 2,
     bf16: bool | None = None,
     evidence_words: int | None = 240,
+    answer_check: bool = True,
 ) -> TrainReport:
     """Fine-tune the critic, pick its threshold on dev, save it as ``root/NAME/vN`` (default root
     ``home()/critics``) and report. See the module docstring for the choices made."""
@@ -264,7 +265,7 @@ def train_critic(
     model, tokenizer, base_description = load_base(base)
     n, n_pos = len(y_train), sum(y_train)
     class_weights = torch.tensor([n / (2 * (n - n_pos)), n / (2 * n_pos)], dtype=torch.float)
-    pairs = [critic_pair(e, evidence_words) for e in train]
+    pairs = [critic_pair(e, evidence_words, answer_check) for e in train]
 
     def batches(epoch: int) -> Iterable[tuple[dict[str, torch.Tensor], torch.Tensor]]:
         order = list(range(n))
@@ -284,7 +285,7 @@ def train_critic(
     seconds = time.perf_counter() - started
 
     if dev:
-        firsts, seconds_ = zip(*(critic_pair(e, evidence_words) for e in dev))
+        firsts, seconds_ = zip(*(critic_pair(e, evidence_words, answer_check) for e in dev))
         scores = predict_proba(model, tokenizer, firsts, seconds_, max_length=max_length)
     else:
         scores = []
@@ -304,6 +305,7 @@ def train_critic(
         threshold_rule=rule,
         max_length=max_length,
         evidence_words=evidence_words,
+        answer_check=answer_check,
         metrics=dev_metrics(scores, y_dev, threshold),
         train_balance=_balance(train, y_train),
         dev_balance=_balance(dev, y_dev),
