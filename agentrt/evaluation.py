@@ -54,10 +54,11 @@ def sim_rag_settings(critics: list[str] | None = None, docs_per_round: int = 3, 
 
 
 def planner_settings(subgoal_critic: str = "cr-subgoal", execution_critic: str = "cr-execution") -> list[EvalSetting]:
-    """The CR-Planner comparison: the plain tool-calling agent with a search tool, and the
-    planner with trained critics and with the LLM judge as its critics."""
+    """The CR-Planner comparison: the plain tool-calling agent with a search tool (128 tokens a
+    turn: a call or a short answer; unbounded turns let a small model ramble for minutes), and
+    the planner with trained critics and with the LLM judge as its critics."""
     return [
-        EvalSetting(name="tool-calling agent", graph="rag_agent"),
+        EvalSetting(name="tool-calling agent", graph="rag_agent", configurable={"max_tokens": 128}),
         EvalSetting(name="CR-Planner (trained critics)", graph="cr_planner",
                     configurable={"subgoal_critic": subgoal_critic, "execution_critic": execution_critic}),
         EvalSetting(name="CR-Planner (LLM judge)", graph="cr_planner",

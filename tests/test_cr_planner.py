@@ -12,7 +12,7 @@ from agentrt.cli import app
 from agentrt.cr_planner import critics as plan_critics
 from agentrt.cr_planner.collect import collect, read_pairs, read_trees
 from agentrt.cr_planner.critics import JUDGE_PROMPT
-from agentrt.cr_planner.graph import build_cr_planner, steps_of
+from agentrt.cr_planner.graph import PlannerConfig, build_cr_planner, steps_of
 from agentrt.cr_planner.mcts import SearchSettings, TreeSearch
 from agentrt.cr_planner.plan import (
     QUERY_PROMPT,
@@ -141,6 +141,8 @@ def test_allowed_subgoals_follow_the_plan():
     assert allowed_subgoals(p.model_copy(update={"steps": 3}), settings) == ["answer"]
     with pytest.raises(ValueError, match="empty"):
         Plan.start("  ")
+    # a run's greedy temperature (evaluations set 0) leaves candidate sampling on
+    assert PlannerConfig.from_config(run_config(temperature=0.0)).sample_temperature == 0.7
 
 
 def test_tree_search_respects_budget_and_finds_better_siblings(scripted, retriever):
@@ -231,7 +233,7 @@ def test_planner_and_tree_search_with_real_model_and_index(small_real_index, sto
     task = load_qa(source)[0]
     monkeypatch.setenv("AGENTRT_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(plan_critics, "_loaded", {})
-    config = run_config(index=str(folder), max_steps=3, samples=2)
+    config = run_config(index=str(folder), max_steps=3, samples=2, temperature=0.0)  # greedy, as evaluations run
     result = run(build_cr_planner().compile(), "cr_planner", {"messages": [HumanMessage(task.question)]}, config, store)
     assert result.status == "completed", result.error
     steps = steps_of(result.state)

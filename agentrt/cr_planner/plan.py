@@ -44,7 +44,9 @@ class PlanSettings(BaseModel):
     samples: int = Field(3, ge=1)  # candidates sampled for reason, query and answer
     retrieve_k: int = Field(4, ge=1)  # passages retrieved as candidates
     keep_docs: int = Field(2, ge=1)  # passages kept per retrieval
-    temperature: float = Field(0.7, ge=0.0)  # sampling of candidates (one batched call)
+    # sampling of candidates (one batched call); its own name, so a run's greedy ``temperature``
+    # (evaluations set 0) does not turn candidate sampling off
+    sample_temperature: float = Field(0.7, ge=0.0)
     max_doc_words: int = Field(120, ge=10)
     index: str | None = None  # an index folder; None: the HotpotQA demo index
 
@@ -125,7 +127,8 @@ def propose(plan: Plan, subgoal: Subgoal, settings: PlanSettings, *, model: Any,
     """The candidates for ``subgoal`` and the number of model calls spent making them.
 
     Model-written candidates come from one batched call of ``samples`` answers (``greedy``: one
-    answer at temperature 0, as the tree search's rollouts use); duplicates are dropped. An
+    answer at temperature 0, as the tree search's rollouts use, or a ``sample_temperature`` of 0);
+    duplicates are dropped. An
     empty or unparseable reply gives no candidate rather than an empty one."""
     if subgoal == "retrieve":
         query = plan.pending_query or plan.question
@@ -135,10 +138,10 @@ def propose(plan: Plan, subgoal: Subgoal, settings: PlanSettings, *, model: Any,
         return [Candidate(text=evidence_lines([d], settings.max_doc_words)[0], document=d) for d in docs], 0
     messages = _messages(plan, subgoal, settings)
     params: dict[str, Any] = {"max_tokens": _MAX_TOKENS[subgoal]}
-    if greedy:  # through invoke, so a model cache (``cached_models``) can answer repeats
+    if greedy or settings.sample_temperature == 0:  # through invoke, so a model cache can answer repeats
         replies = [model.invoke(messages, temperature=0.0, **params)]
     else:
-        replies = model.sample(messages, settings.samples, temperature=settings.temperature, seed=seed, **params)
+        replies = model.sample(messages, settings.samples, temperature=settings.sample_temperature, seed=seed, **params)
     out: dict[str, Candidate] = {}
     for reply in replies:
         text = str(reply.content)
