@@ -27,9 +27,10 @@ eval_app = typer.Typer(help="Evaluate graphs on tasks with known answers.", no_a
 DataOpt = Annotated[Path | None, typer.Option("--data", help="QA JSONL (default: the HotpotQA 600 file in ../shared/data)")]
 
 
-def _progress() -> Progress:
+def progress_bar(to: Console | None = None) -> Progress:
+    """The progress bar of the QA commands (practice, eval, plan): done/total, elapsed, remaining."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console)
+                    TimeRemainingColumn(), console=to or console)
 
 
 def _tasks(data: Path | None, part: str):
@@ -62,7 +63,7 @@ def practice(
 
     tasks = _tasks(data, split)
     settings = SimRagConfig(max_rounds=max_rounds, docs_per_round=docs_per_round, index=index)
-    with TrajectoryStore(store or default_store_path()) as trajectories, _progress() as bar:
+    with TrajectoryStore(store or default_store_path()) as trajectories, progress_bar() as bar:
         job = bar.add_task("practice", total=len(tasks))
         report = run_practice(tasks, out, model=model, store=trajectories, paths=paths, temperature=temperature,
                               f1_threshold=f1_threshold, settings=settings, progress=lambda n: bar.advance(job, n))
@@ -114,7 +115,7 @@ def eval_qa(
         chosen = [s for s in chosen if s.graph == "sim_rag"]
     out = out or home() / "eval" / f"qa-{split.replace(':', '')}"
     started = time.time()
-    with TrajectoryStore(store or default_store_path()) as trajectories, _progress() as bar, \
+    with TrajectoryStore(store or default_store_path()) as trajectories, progress_bar() as bar, \
             cached_models(out / "model-cache.sqlite" if cache else None):
         jobs = {s.name: bar.add_task(s.name, total=len(tasks)) for s in chosen}
         results = evaluate(tasks, chosen, out / "results.jsonl", load_graph=lambda g: load_graph(g, manifest),

@@ -9,17 +9,10 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from agentrt.models.weights import home
+from agentrt.qa_cli import progress_bar
 
 plan_app = typer.Typer(help="CR-Planner: collect critic training pairs by tree search, train the critics.",
                        no_args_is_help=True)
@@ -30,11 +23,6 @@ err = Console(stderr=True)
 def _fail(message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
-
-
-def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=err)
 
 
 @plan_app.command()
@@ -72,7 +60,7 @@ def collect(
     try:
         llm = load_model(model or DEFAULT_MODEL)
         retriever = retriever_for(index)
-        with cached_models(out / "model-cache.sqlite" if cache else None), _bar() as bar:
+        with cached_models(out / "model-cache.sqlite" if cache else None), progress_bar(err) as bar:
             job = bar.add_task("tree search", total=len(tasks))
 
             def progress(stats: TreeStats | None) -> None:
@@ -120,7 +108,7 @@ def train(
         found = read_pairs(pairs)
         for k in kinds:
             chosen = [p for p in found if p.kind == k]
-            with _bar() as bar:
+            with progress_bar(err) as bar:
                 job = bar.add_task(f"training {names[k]} on {len(chosen)} pairs", total=None)
                 report = train_ranking_critic(
                     chosen, name=names[k], ranks=k, dev_fraction=dev_fraction, epochs=epochs, batch_size=batch_size,
