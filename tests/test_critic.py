@@ -33,6 +33,7 @@ from agentrt.critics.train import (
     split_by_question,
     train_critic,
 )
+from agentrt.critics.stopping import choose_stopping_threshold, practice_paths
 from agentrt.critics.types import CriticExample, CriticInput, Verdict
 
 COUNTRIES = ["Arland", "Borvia", "Castel", "Dunmere", "Eskaria", "Fenwick", "Galdor", "Harrow", "Istra", "Jorvik",
@@ -48,19 +49,24 @@ CAPITAL = dict(zip(COUNTRIES, CITIES))
 
 
 def synth(n_questions: int = 40, seed: int = 0) -> list[CriticExample]:
-    """3 rounds per question; label 1 iff the answer appears in the evidence (round 2 always, round 1
-    half the time). ``coverage`` = the question's own passage was retrieved (here equal to label)."""
+    """3 rounds per question, each appending passages to the evidence; label 1 iff the answer
+    appears in the evidence (round 2 always, round 1 half the time). ``coverage`` = the question's
+    own passage was retrieved (here equal to label)."""
     rng = random.Random(seed)
     out = []
     for q in range(n_questions):
         country = COUNTRIES[q % len(COUNTRIES)]
         city = CAPITAL[country]
-        others = [c for c in COUNTRIES if c != country]
+        others = rng.sample([c for c in COUNTRIES if c != country], 6)
+        evidence: list[str] = []
         for r in range(3):
-            positive = r == 2 or (r == 1 and rng.random() < 0.5)
-            evidence = [f"{c}: capital {CAPITAL[c]}." for c in rng.sample(others, 2)]
+            found = any(city in p for p in evidence)
+            positive = found or r == 2 or (r == 1 and rng.random() < 0.5)
+            new = [f"{c}: capital {CAPITAL[c]}." for c in others[2 * r: 2 * r + 2]]
+            if positive and not found:
+                new.insert(rng.randrange(3), f"{country}: capital {city}.")
+            evidence = evidence + new
             if positive:
-                evidence.insert(rng.randrange(3), f"{country}: capital {city}.")
                 answer = city
             else:
                 answer = rng.choice([x for x in CITIES if x != city and all(x not in p for p in evidence)])
@@ -363,3 +369,44 @@ def test_cli(trained: TrainReport, home: Path, tmp_path: Path) -> None:
 
     result = runner.invoke(critic_app, ["list"], env={"AGENTRT_HOME": str(tmp_path / "empty"), "COLUMNS": "200"})
     assert result.exit_code == 0 and "no critics under" in result.output
+
+
+# ---------------------------------------------------------------- the threshold, by replaying the loop
+
+
+def _round(qid: str, r: int, evidence: list[str], answer: str, gold: str) -> CriticExample:
+    return CriticExample(question_id=qid, round=r, question="?", evidence=evidence, answer=answer, label=int(answer == gold),
+                         gold_answers=[gold])
+
+
+def test_the_threshold_is_the_best_replayed_stopping_rule() -> None:
+    dev = [
+        _round("q1", 1, ["a"], "x", "g1"), _round("q1", 2, ["a", "b"], "g1", "g1"), _round("q1", 3, ["a", "b", "c"], "g1", "g1"),
+        _round("q2", 1, ["d"], "g2", "g2"), _round("q2", 2, ["d", "e"], "g2", "g2"), _round("q2", 3, ["d", "e", "k"], "g2", "g2"),
+        # two practice paths merged: same first retrieval, two answers; two second retrievals
+        _round("q3", 1, ["f"], "y", "g3"), _round("q3", 1, ["f"], "g3", "g3"),
+        _round("q3", 2, ["f", "g"], "g3", "g3"), _round("q3", 2, ["f", "h"], "z", "g3"),
+        _round("q3", 3, ["f", "g", "i"], "g3", "g3"), _round("q3", 3, ["f", "h", "j"], "z", "g3"),
+    ]
+    scores = [0.2, 0.9, 0.95, 0.8, 0.85, 0.9, 0.1, 0.7, 0.6, 0.3, 0.6, 0.2]
+    assert sorted(map(tuple, practice_paths(range(6, 12), dev))) == [(6, 8, 10), (6, 9, 11), (7, 8, 10), (7, 9, 11)]
+    stop = choose_stopping_threshold(dev, scores, retrieval_cost=0.01)
+    assert stop is not None and stop.questions == 3 and stop.paths == 6
+    # q1 must not stop at its wrong first round (0.2); q3's wrong second round (0.3) may stop early
+    assert stop.chosen.threshold == pytest.approx(0.25)
+    assert stop.chosen.f1 == pytest.approx((1 + 1 + 0.75) / 3) and stop.chosen.rounds == pytest.approx((2 + 1 + 1.5) / 3)
+    assert stop.first_round.f1 == pytest.approx(0.5) and stop.first_round.rounds == 1
+    assert stop.at_cap.f1 == pytest.approx((1 + 1 + 0.5) / 3) and stop.at_cap.rounds == 3
+    # rounds that cost too much make the first answer good enough
+    assert choose_stopping_threshold(dev, scores, retrieval_cost=1.0).chosen.rounds == 1
+    no_gold = [e.model_copy(update={"gold_answers": []}) for e in dev]
+    assert choose_stopping_threshold(no_gold, scores) is None  # the per-round accuracy rule then applies
+
+
+def test_training_picks_its_threshold_by_replay(trained: TrainReport) -> None:
+    stop, meta = trained.critic.stopping, trained.critic
+    assert stop is not None and stop.questions == meta.dev_balance.questions
+    assert meta.threshold == stop.chosen.threshold and "replayed SIM-RAG loop" in meta.threshold_rule
+    # the synthetic answer is right once its passage is in: the critic stops there, before the cap
+    assert stop.chosen.f1 >= stop.at_cap.f1 - 1e-9 and stop.chosen.rounds < stop.at_cap.rounds
+    assert stop.chosen.f1 > stop.first_round.f1

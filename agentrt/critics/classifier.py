@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from filelock import FileLock
 from pydantic import BaseModel, Field, ValidationError
 
+from agentrt.critics.stopping import StoppingMetrics
 from agentrt.critics.types import CriticInput, Verdict
 from agentrt.models.base import ModelError
 from agentrt.models.weights import home, offline
@@ -99,6 +100,7 @@ class CriticMeta(BaseModel):
     evidence_words: int | None = None  # words of evidence shared by all passages (None: passages whole)
     answer_check: bool = False  # the text says whether the answer occurs in the evidence (see critic_pair)
     metrics: DevMetrics
+    stopping: StoppingMetrics | None = None  # the SIM-RAG loop replayed on dev (see critics.stopping)
     train_balance: ClassBalance
     dev_balance: ClassBalance
     training: TrainingSettings

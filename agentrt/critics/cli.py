@@ -41,6 +41,7 @@ def train(
     bf16: Annotated[bool | None, typer.Option("--bf16/--no-bf16", help="bfloat16 autocast (default: when the CPU has native bf16)")] = None,
     evidence_words: Annotated[int, typer.Option(min=0, help="evidence words shared by all passages, so every round's passages fit (0: whole passages)")] = 240,
     answer_check: Annotated[bool, typer.Option("--answer-check/--no-answer-check", help="tell the critic whether the answer occurs in the evidence")] = True,
+    retrieval_cost: Annotated[float, typer.Option(min=0.0, help="F1 one more retrieval round must buy when the threshold is picked by replaying the loop on dev")] = 0.01,
 ) -> None:
     """Fine-tune all-MiniLM-L6-v2 into a sufficiency critic and save it (a new version)."""
     from rich.progress import (
@@ -70,7 +71,8 @@ def train(
 
             report = train_critic(examples, name=name, label=label, dev_fraction=dev_fraction, epochs=epochs,  # type: ignore[arg-type]
                                   batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, progress=progress,
-                                  bf16=bf16, evidence_words=evidence_words or None, answer_check=answer_check)
+                                  bf16=bf16, evidence_words=evidence_words or None, answer_check=answer_check,
+                                  retrieval_cost=retrieval_cost)
     except (DatasetError, CriticError, OSError) as exc:
         _fail(str(exc))
     meta, m = report.critic, report.critic.metrics
@@ -86,12 +88,16 @@ def train(
         ("positive rate (labels)", _num(m.positive_rate)),
         ("accept rate", _num(m.accept_rate)),
         ("precision of accepts", _num(m.accept_precision)),
-        ("threshold", _num(meta.threshold)),
+        ("threshold", f"{meta.threshold:.4g}"),
     ]:
         table.add_row(key, value)
+    if (stop := meta.stopping) is not None:
+        for key, o in [("replayed loop at threshold", stop.chosen), ("replayed: accept round 1", stop.first_round),
+                       ("replayed: run to the cap", stop.at_cap)]:
+            table.add_row(key, f"F1 {o.f1:.3f}, {o.rounds:.2f} rounds")
     console.print(table)
     tb, db = meta.train_balance, meta.dev_balance
-    console.print(f"threshold {meta.threshold:.3f}: {meta.threshold_rule}", highlight=False)
+    console.print(f"threshold {meta.threshold:.4g}: {meta.threshold_rule}", highlight=False)
     console.print(f"train: {tb.examples} rounds ({tb.positives} positive, {tb.negatives} negative) over {tb.questions} "
                   f"questions; dev: {db.examples} rounds ({db.positives} positive, {db.negatives} negative)"
                   + (f"; {report.skipped} rounds without a {label} label skipped" if report.skipped else ""),
@@ -155,7 +161,7 @@ def list_() -> None:
             table.add_row(f"{meta.name}@{meta.version}", f"ranking ({meta.ranks})", "", _num(meta.metrics.accuracy), "",
                           f"{meta.train_pairs}/{meta.dev_pairs} pairs", meta.created_at.strftime("%Y-%m-%d %H:%M"))
             continue
-        table.add_row(f"{meta.name}@{meta.version}", meta.label, _num(meta.threshold), _num(meta.metrics.accuracy),
+        table.add_row(f"{meta.name}@{meta.version}", meta.label, f"{meta.threshold:.4g}", _num(meta.metrics.accuracy),
                       _num(meta.metrics.auc), f"{meta.train_balance.examples}/{meta.dev_balance.examples}",
                       meta.created_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)

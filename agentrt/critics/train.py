@@ -12,12 +12,12 @@ Choices for the sufficiency critic (``train_critic``):
 * class balance by a weighted cross-entropy (weight of class c = n / (2 * n_c) on the training
   split), not oversampling: no duplicated rounds, same number of steps per epoch. The scores are
   then calibrated to a balanced prior, which the threshold re-adjusts;
-* the acceptance threshold maximises dev accuracy (ties: the one nearest 0.5). Accuracy, not F1:
-  both mistakes cost something (a false accept returns a wrong answer, a false reject spends
-  another retrieval round), and F1 of the accept class ignores the true rejects, which are half
-  of the critic's job. Tuned on dev, so dev accuracy at that threshold is slightly optimistic;
-  ``accuracy_at_half`` is reported beside it. Too small (< 10 rounds) or single-class dev sets
-  keep 0.5.
+* the acceptance threshold is chosen by replaying the SIM-RAG loop on the dev questions'
+  practice paths (:mod:`agentrt.critics.stopping`): the one of best answer F1 net of a cost per
+  retrieval round. Per-round accuracy (the fallback when dev rounds carry no gold answers)
+  accepted nothing at a 7% positive rate. Tuned on dev, so the dev figures at that threshold are
+  slightly optimistic; ``accuracy_at_half`` is reported beside them. Too small (< 10 rounds) or
+  single-class dev sets keep 0.5 under the accuracy rule.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from agentrt.critics.classifier import (
     predict_proba,
     save_critic,
 )
+from agentrt.critics.stopping import choose_stopping_threshold
 from agentrt.critics.types import CriticExample
 from agentrt.models.weights import offline
 from agentrt.training import Progress, cpu_has_bf16, fit
@@ -236,6 +237,7 @@ def train_critic(
     bf16: bool | None = None,
     evidence_words: int | None = 240,
     answer_check: bool = True,
+    retrieval_cost: float = 0.01,
 ) -> TrainReport:
     """Fine-tune the critic, pick its threshold on dev, save it as ``root/NAME/vN`` (default root
     ``home()/critics``) and report. See the module docstring for the choices made."""
@@ -289,7 +291,15 @@ def train_critic(
         scores = predict_proba(model, tokenizer, firsts, seconds_, max_length=max_length)
     else:
         scores = []
-    threshold, rule = choose_threshold(scores, y_dev)
+    stopping = choose_stopping_threshold(dev, scores, retrieval_cost)
+    if stopping is not None:
+        c, first, cap = stopping.chosen, stopping.first_round, stopping.at_cap
+        threshold = c.threshold
+        rule = (f"best replayed SIM-RAG loop on {stopping.questions} dev questions ({stopping.paths} practice paths): "
+                f"F1 {c.f1:.3f} with {c.rounds:.2f} rounds, against {first.f1:.3f} at round 1 and {cap.f1:.3f} "
+                f"with {cap.rounds:.2f} rounds at the cap; a round costs {retrieval_cost} F1")
+    else:
+        threshold, rule = choose_threshold(scores, y_dev)
     try:
         version = importlib.metadata.version("agentrt")
     except importlib.metadata.PackageNotFoundError:
@@ -307,6 +317,7 @@ def train_critic(
         evidence_words=evidence_words,
         answer_check=answer_check,
         metrics=dev_metrics(scores, y_dev, threshold),
+        stopping=stopping,
         train_balance=_balance(train, y_train),
         dev_balance=_balance(dev, y_dev),
         training=TrainingSettings(
