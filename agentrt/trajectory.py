@@ -85,6 +85,9 @@ class Trajectory(BaseModel):
     input: str
     status: Status
     messages: list[dict[str, Any]]  # OpenAI chat format, input first
+    # per message, the raw text a local model sampled for it (tool calls still unparsed), else None:
+    # what fine-tuning trains on, and what to read when a call was malformed
+    sampled: list[str | None] = Field(default_factory=list)
     tool_calls: list[ToolCallRecord]
     events: list[NodeEvent]
     final_answer: str | None
@@ -234,6 +237,7 @@ def assemble(header: dict[str, Any], events: list[tuple[int, float, str, dict[st
         run_id=header["run_id"], thread_id=header.get("thread_id"), graph=header["graph"],
         model=header.get("model"), input=header.get("input") or "", status=header["status"],
         messages=convert_to_openai_messages(messages) if messages else [],
+        sampled=[m.response_metadata.get("raw_text") if isinstance(m, AIMessage) else None for m in messages],
         tool_calls=_tool_records(messages), events=node_events,
         final_answer=header.get("final_answer"), stop_reason=header.get("stop_reason"),
         error=header.get("error"), usage=_usage(messages), started_at=utc(started),

@@ -13,7 +13,7 @@ from agentrt.agent import build_tool_agent
 from agentrt.checkpoints import sqlite_checkpointer
 from agentrt.models.scripted import call
 from agentrt.rft.eef import explore_expert_failure
-from agentrt.rft.loop import RFTConfig, run_rft, select
+from agentrt.rft.loop import RFTConfig, conversation_of, run_rft, select
 from agentrt.rft.sampling import Sample, TaskSamples, sample_all, sample_task
 from agentrt.rft.sft import SFTError, SFTSettings, base_folder
 from agentrt.rft.tasks import Task, TaskError, read_tasks, write_tasks
@@ -185,6 +185,9 @@ def _loop_checks(tmp_path: Path, cfg: RFTConfig, out: Path) -> None:
     assert tuned.invoke("What is the capital of France? Answer with one word.", max_tokens=8).content
 
     store = TrajectoryStore(out / "trajectories.sqlite")
+    kept = [json.loads(line)["run_id"] for line in (out / "round-1" / "kept.jsonl").read_text().splitlines()]
+    conv = conversation_of(store, kept[0])  # trained on what the model wrote, not a re-rendering
+    assert conv.sampled[-1] and conv.sampled[-1].strip() == conv.messages[-1]["content"].strip()
     before = len(store.list(limit=10_000))
     again = run_rft(read_tasks(tmp_path / "train.jsonl"), read_tasks(tmp_path / "eval.jsonl"), cfg, out)
     assert len(store.list(limit=10_000)) == before  # nothing sampled or evaluated twice

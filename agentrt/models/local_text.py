@@ -52,18 +52,11 @@ class LocalTextModel(AgentChatModel):
 
     # -- shared ------------------------------------------------------------------------------
     def prompt_ids(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> list[int]:
-        chat = [_for_template(m) for m in convert_to_openai_messages(messages)]
-        if self.tool_result_hint:
-            chat = _with_tool_hints(chat)
+        chat = template_chat(convert_to_openai_messages(messages), hints=self.tool_result_hint)
         try:
-            ids = self._tokenizer.apply_chat_template(
-                chat, tools=tools or None, add_generation_prompt=True, tokenize=True
-            )
+            return render_ids(self._tokenizer, chat, tools, generation_prompt=True)
         except Exception as exc:
             raise ModelError(f"{self.spec}: the chat template could not render these messages: {exc}") from exc
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
-            ids = ids["input_ids"]
-        return list(ids)
 
     def _to_message(self, decoded: Decoded, prompt_tokens: int, tools: list[dict[str, Any]]) -> AIMessage:
         names = [t["function"]["name"] for t in tools] if tools else None
@@ -102,6 +95,23 @@ class LocalTextModel(AgentChatModel):
             shown.rest(str(message.content)), message.tool_calls, message.invalid_tool_calls,
             usage_metadata=message.usage_metadata, response_metadata=message.response_metadata,
         )
+
+
+def template_chat(messages: list[dict[str, Any]], *, hints: bool) -> list[dict[str, Any]]:
+    """OpenAI-format messages as the chat template is given them at inference. Fine-tuning
+    (``agentrt.rft.sft``) renders its prompts through this too, so it trains on the very prompts
+    the model is later asked."""
+    chat = [_for_template(m) for m in messages]
+    return _with_tool_hints(chat) if hints else chat
+
+
+def render_ids(tokenizer: Any, chat: list[dict[str, Any]], tools: list[dict[str, Any]], *,
+               generation_prompt: bool) -> list[int]:
+    ids = tokenizer.apply_chat_template(chat, tools=tools or None, add_generation_prompt=generation_prompt,
+                                        tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
+        ids = ids["input_ids"]
+    return list(ids)
 
 
 ANSWER_HINT = "If this answers the question, reply to the user now in plain text, without a tool call."

@@ -112,11 +112,15 @@ def select(rows: list[TaskSamples], max_per_task: int) -> list[Sample]:
 
 
 def conversation_of(store: TrajectoryStore, run_id: str) -> Conversation:
-    """A kept run as a training conversation (an EEF restart keeps its whole conversation, the
-    expert's prefix included, in its metadata: its own events start at the restart)."""
+    """A kept run as a training conversation, with what the model sampled for each turn. An EEF
+    restart keeps its whole conversation, the expert's prefix included, in its metadata (its own
+    events start at the restart); its turns are trained as the chat template renders them."""
     traj = store.get(run_id)
-    messages = traj.metadata.get("conversation") or traj.messages
-    return Conversation(messages=messages, tools=traj.metadata.get("tools") or [])
+    tools = traj.metadata.get("tools") or []
+    if conversation := traj.metadata.get("conversation"):
+        return Conversation(messages=conversation, tools=tools)
+    sampled = traj.sampled if len(traj.sampled) == len(traj.messages) else []
+    return Conversation(messages=traj.messages, tools=tools, sampled=sampled)
 
 
 def _eef(tasks: list[Task], cfg: RFTConfig, student: str, store: TrajectoryStore, out: Path) -> list[str]:

@@ -1,11 +1,19 @@
 """LoRA supervised fine-tuning on kept trajectories, with the loss on assistant turns only.
 
-Conversations are rendered with the model's own chat template (tools included), the same way
-the local backends render prompts at inference, so the model learns to write exactly the tool-
-call text its parser reads. Assistant tokens are found by rendering the conversation up to each
-assistant turn (with the generation prompt) and up to its end: the tokens in between are the
-turn, ``<|im_end|>`` included, and are the only ones with a loss. A template that does not render
-prefixes stably is refused with an error rather than trained on misaligned masks.
+Each assistant turn is one training example: its prompt is the conversation before it, rendered
+exactly as a local backend renders it at inference (:func:`template_chat` and
+:func:`render_ids`, tool hints included), and its target is the text the model itself sampled
+for that turn, then ``<|im_end|>`` (the tokenizer's end of turn). Rejection sampling keeps the
+model's own successful outputs, so it is those outputs that are reinforced. A turn with no
+sampled text (an expert's turn in an EEF prefix, a hand-written conversation) is rendered by the
+chat template instead.
+
+Why not render the whole conversation through the chat template, as TRL does: Qwen2.5-Coder-0.5B
+writes its calls as fenced JSON, while the template renders them inside ``<tool_call>`` tags.
+Trained on the template's rendering, the tuned model lost the fences but not the habit of going
+on: it wrote the same bare call nine times (BFCL live: 3 of 9 tasks against the base model's 7
+of 9, round 1 of the first run). The template's rendering also puts the tool-result hint on a
+different message than inference does, so the prompts did not match either.
 
 Training uses peft's LoRA on the attention projections and agentrt's one training loop
 (:func:`agentrt.training.fit`), bfloat16 autocast where the CPU has it. The adapter is saved as
@@ -25,7 +33,7 @@ from pydantic import BaseModel
 
 from agentrt.models import adapters, weights
 from agentrt.models.base import ModelError
-from agentrt.models.local_text import _for_template, _with_tool_hints
+from agentrt.models.local_text import render_ids, template_chat
 from agentrt.training import cpu_has_bf16, fit
 
 IGNORE = -100
@@ -53,8 +61,9 @@ class SFTReport(BaseModel):
     adapter: str  # NAME@vN, for local:BASE+NAME@vN
     folder: str
     base: str
-    examples: int
-    skipped: int
+    conversations: int = 0
+    examples: int  # assistant turns trained on
+    skipped: int  # assistant turns dropped: no room left within max_length
     assistant_tokens: int
     epochs: int
     losses: list[float]
@@ -62,11 +71,13 @@ class SFTReport(BaseModel):
 
 
 class Conversation(BaseModel):
-    """One training example: OpenAI-format messages (tool-call arguments as JSON strings or
-    objects) and the tools offered."""
+    """One training conversation: OpenAI-format messages (tool-call arguments as JSON strings or
+    objects), the tools offered, and per message the text the model sampled for it (None where
+    unknown)."""
 
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = []
+    sampled: list[str | None] = []
 
 
 def base_folder(spec: str) -> tuple[str, Path]:
@@ -87,35 +98,29 @@ def base_folder(spec: str) -> tuple[str, Path]:
     raise SFTError(f"cannot fine-tune {spec!r}: use local:NAME (see `agentrt models`) or a transformers folder")
 
 
-def _ids(tokenizer: Any, chat: list[dict[str, Any]], tools: list[dict[str, Any]], generation_prompt: bool) -> list[int]:
-    ids = tokenizer.apply_chat_template(chat, tools=tools or None, add_generation_prompt=generation_prompt,
-                                        tokenize=True)
-    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-        ids = ids["input_ids"]
-    return list(ids)
-
-
-def encode(tokenizer: Any, conv: Conversation, max_length: int, hints: bool = True) -> tuple[list[int], list[int]] | None:
-    """(input ids, labels) with labels only on assistant tokens; None when truncation would
-    leave no assistant token."""
-    chat = [_for_template(m) for m in conv.messages]
-    if hints:
-        chat = _with_tool_hints(chat)
-    full = _ids(tokenizer, chat, conv.tools, False)
-    labels = [IGNORE] * len(full)
-    for i, m in enumerate(chat):
+def encode(tokenizer: Any, conv: Conversation, max_length: int, hints: bool = True) -> list[tuple[list[int], list[int]]]:
+    """(input ids, labels) per assistant turn, with labels only on the turn; a turn whose prompt
+    leaves it no room within ``max_length`` is dropped."""
+    end = tokenizer.eos_token_id
+    examples = []
+    for i, m in enumerate(conv.messages):
         if m.get("role") != "assistant":
             continue
-        before = _ids(tokenizer, chat[:i], conv.tools, True)
-        upto = _ids(tokenizer, chat[: i + 1], conv.tools, False)
-        if upto[: len(before)] != before or full[: len(upto)] != upto:
-            raise SFTError("the chat template does not render conversation prefixes stably, so assistant "
-                           "turns cannot be located; this model's template is not supported for fine-tuning")
-        labels[len(before):len(upto)] = full[len(before):len(upto)]
-    full, labels = full[:max_length], labels[:max_length]
-    if all(label == IGNORE for label in labels):
-        return None
-    return full, labels
+        before = template_chat(conv.messages[:i], hints=hints)
+        prompt = render_ids(tokenizer, before, conv.tools, generation_prompt=True)
+        sampled = conv.sampled[i] if i < len(conv.sampled) else None
+        if sampled is not None and end is not None:
+            turn = tokenizer(sampled, add_special_tokens=False)["input_ids"] + [end]
+        else:
+            whole = render_ids(tokenizer, before + template_chat([m], hints=False), conv.tools, generation_prompt=False)
+            if whole[: len(prompt)] != prompt:
+                raise SFTError("the chat template does not render conversation prefixes stably, so assistant "
+                               "turns cannot be located; this model's template is not supported for fine-tuning")
+            turn = whole[len(prompt):]
+        ids = (prompt + turn)[:max_length]
+        if len(prompt) < len(ids):
+            examples.append((ids, [IGNORE] * len(prompt) + turn[: len(ids) - len(prompt)]))
+    return examples
 
 
 def train_lora(
@@ -135,10 +140,10 @@ def train_lora(
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    encoded = [e for e in (encode(tokenizer, c, settings.max_length) for c in conversations) if e is not None]
+    encoded = [e for c in conversations for e in encode(tokenizer, c, settings.max_length)]
     if not encoded:
-        raise SFTError(f"every conversation is longer than max_length={settings.max_length} before its first "
-                       "assistant token; raise --max-length")
+        raise SFTError(f"every assistant turn starts after max_length={settings.max_length} tokens of prompt; "
+                       "raise --max-length")
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
     except Exception as exc:
@@ -184,5 +189,7 @@ def train_lora(
         "losses": losses, **(meta or {}),
     })
     return SFTReport(adapter=ref, folder=str(out), base=base_name, examples=len(encoded),
-                     skipped=len(conversations) - len(encoded), assistant_tokens=assistant_tokens,
+                     conversations=len(conversations),
+                     skipped=sum(m.get("role") == "assistant" for c in conversations for m in c.messages) - len(encoded),
+                     assistant_tokens=assistant_tokens,
                      epochs=settings.epochs, losses=losses, seconds=seconds)
