@@ -224,7 +224,7 @@ def summarize(results: list[QAResult], order: list[str], reference: str | None =
 
 
 def plot(summaries: list[SettingSummary], path: Path, title: str) -> Path | None:
-    """Accuracy against retrieval calls, one point per setting with its EM interval."""
+    """EM and F1 against retrieval calls, one point per setting with its interval."""
     try:
         import matplotlib
 
@@ -232,15 +232,19 @@ def plot(summaries: list[SettingSummary], path: Path, title: str) -> Path | None
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for s in summaries:
-        ax.errorbar(s.retrieval_calls, 100 * s.em, yerr=[[100 * (s.em - s.em_ci[0])], [100 * (s.em_ci[1] - s.em)]],
-                    fmt="o", capsize=4, label=s.setting)
-        ax.annotate(s.setting, (s.retrieval_calls, 100 * s.em), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel("retrieval calls per question")
-    ax.set_ylabel("exact match, % (95% bootstrap CI)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True)
+    for ax, metric, label in ((axes[0], "em", "exact match"), (axes[1], "f1", "F1")):
+        for s in summaries:
+            value, (low, high) = getattr(s, metric), getattr(s, f"{metric}_ci")
+            ax.errorbar(s.retrieval_calls, 100 * value, yerr=[[100 * (value - low)], [100 * (high - value)]],
+                        fmt="o", capsize=4, label=s.setting)
+        ax.set_xlabel("retrieval calls per question")
+        ax.set_ylabel(f"{label}, % (95% bootstrap CI)")
+        ax.grid(alpha=0.3)
+    # a legend, not labels beside the points: settings of equal cost (fixed 3 rounds and a critic
+    # that never accepts) sit on top of each other
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
