@@ -218,6 +218,11 @@ def _usage(messages: list[BaseMessage]) -> TokenUsage:
     return usage
 
 
+def sampled_texts(messages: list[BaseMessage]) -> list[str | None]:
+    """Per message, the raw text a local model sampled for it (``response_metadata["raw_text"]``)."""
+    return [m.response_metadata.get("raw_text") if isinstance(m, AIMessage) else None for m in messages]
+
+
 def assemble(header: dict[str, Any], events: list[tuple[int, float, str, dict[str, Any]]],
              scores: list[CriticScore]) -> Trajectory:
     """Build a ``Trajectory`` from a stored run row and its events ``(seq, at, node, payload)``.
@@ -237,7 +242,7 @@ def assemble(header: dict[str, Any], events: list[tuple[int, float, str, dict[st
         run_id=header["run_id"], thread_id=header.get("thread_id"), graph=header["graph"],
         model=header.get("model"), input=header.get("input") or "", status=header["status"],
         messages=convert_to_openai_messages(messages) if messages else [],
-        sampled=[m.response_metadata.get("raw_text") if isinstance(m, AIMessage) else None for m in messages],
+        sampled=sampled_texts(messages),
         tool_calls=_tool_records(messages), events=node_events,
         final_answer=header.get("final_answer"), stop_reason=header.get("stop_reason"),
         error=header.get("error"), usage=_usage(messages), started_at=utc(started),

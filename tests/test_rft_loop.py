@@ -90,7 +90,8 @@ def test_eef_restarts_the_student_from_a_failed_experts_intermediate_state(scrip
 
     def student_script(messages):
         last = messages[-1]
-        return AIMessage(content=str(last.content) if isinstance(last, ToolMessage) else "No idea.")
+        text = str(last.content) if isinstance(last, ToolMessage) else "No idea."
+        return AIMessage(content=text, response_metadata={"raw_text": f" {text}\n"})  # as a local model wrote it
 
     student = scripted(student_script)
     graph = build_tool_agent([calculator]).compile(checkpointer=sqlite_checkpointer(tmp_path / "cp.sqlite"))
@@ -105,6 +106,9 @@ def test_eef_restarts_the_student_from_a_failed_experts_intermediate_state(scrip
     assert roles == ["user", "assistant", "tool", "assistant"]
     assert restart.conversation[-1]["content"] == "42"
     assert store.get(restart.run_id).metadata["expert_run_id"] == result.expert_run_id
+    # fine-tuning gets the whole conversation, with the student's turn as the student wrote it
+    conv = conversation_of(store, restart.run_id)
+    assert [m["role"] for m in conv.messages] == roles and conv.sampled == [None, None, None, " 42\n"]
 
 
 def test_bad_inputs_are_clear_errors(tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ class ScriptedChatModel(AgentChatModel):
                 raise ModelError("the scripted model ran out of responses")
         message = AIMessage(content=reply) if isinstance(reply, str) else reply.model_copy(deep=True)
         message.usage_metadata = usage(sum(len(str(m.content)) for m in messages) // 4, len(str(message.content)) // 4)
-        message.response_metadata = {"finish_reason": "tool_calls" if message.tool_calls else "stop"}
+        message.response_metadata = {"finish_reason": "tool_calls" if message.tool_calls else "stop",
+                                     **message.response_metadata}
         return message
 
     def _chat(self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams) -> list[AIMessage]:

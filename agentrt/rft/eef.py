@@ -23,6 +23,7 @@ from agentrt.agent import final_answer
 from agentrt.rft.tasks import Task
 from agentrt.rft.verifiers import Attempt, Verdict, verify
 from agentrt.runner import run
+from agentrt.trajectory import sampled_texts
 from agentrt.trajectory_store import TrajectoryStore
 
 
@@ -77,7 +78,8 @@ def explore_expert_failure(graph: Any, graph_name: str, task: Task, *, expert: s
         # the fork's trajectory starts at the checkpoint; its metadata keeps the whole conversation
         _mark(store, forked.run_id, verdict, {**meta, "role": "restart", "expert_run_id": expert_run.run_id,
                                               "checkpoint_id": cp, "expert_turns": _model_turns(snap.values),
-                                              "conversation": attempt.messages})
+                                              "conversation": attempt.messages,
+                                              "conversation_sampled": sampled_texts((forked.state or {}).get("messages", []))})
         result.restarts.append(Restart(checkpoint_id=cp, expert_turns=_model_turns(snap.values),
                                        run_id=forked.run_id, verdict=verdict, conversation=attempt.messages))
     return result

@@ -113,12 +113,14 @@ def select(rows: list[TaskSamples], max_per_task: int) -> list[Sample]:
 
 def conversation_of(store: TrajectoryStore, run_id: str) -> Conversation:
     """A kept run as a training conversation, with what the model sampled for each turn. An EEF
-    restart keeps its whole conversation, the expert's prefix included, in its metadata (its own
-    events start at the restart); its turns are trained as the chat template renders them."""
+    restart keeps its whole conversation, the expert's prefix included, and the sampled texts in
+    its metadata: its own events start at the restart."""
     traj = store.get(run_id)
     tools = traj.metadata.get("tools") or []
     if conversation := traj.metadata.get("conversation"):
-        return Conversation(messages=conversation, tools=tools)
+        sampled = traj.metadata.get("conversation_sampled") or []
+        return Conversation(messages=conversation, tools=tools,
+                            sampled=sampled if len(sampled) == len(conversation) else [])
     sampled = traj.sampled if len(traj.sampled) == len(traj.messages) else []
     return Conversation(messages=traj.messages, tools=tools, sampled=sampled)
 
