@@ -44,26 +44,16 @@ def train(
     retrieval_cost: Annotated[float, typer.Option(min=0.0, help="F1 one more retrieval round must buy when the threshold is picked by replaying the loop on dev")] = 0.01,
 ) -> None:
     """Fine-tune all-MiniLM-L6-v2 into a sufficiency critic and save it (a new version)."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from agentrt.critics.classifier import CriticError
     from agentrt.critics.dataset import DatasetError, read_examples
     from agentrt.critics.train import train_critic
+    from agentrt.qa_cli import progress_bar
 
     if label not in ("correct", "coverage"):
         _fail(f"--label must be correct or coverage, not {label!r}")
     try:
         examples = read_examples(dataset)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("eta"), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=False) as bar:
+        with progress_bar(err) as bar:
             task = bar.add_task(f"loading the base model ({len(examples)} rounds)", total=None)
 
             def progress(done: int, total: int, loss: float) -> None:

@@ -51,10 +51,10 @@ class StoppingMetrics(BaseModel):
     at_cap: StopOutcome  # accept nothing: fixed rounds up to the cap
 
 
-def practice_paths(examples: Sequence[int], rounds: Sequence[CriticExample]) -> list[list[int]]:
-    """Indices (into ``rounds``) of each rebuilt path, for the rounds at ``examples``."""
+def practice_paths(indices: Sequence[int], rounds: Sequence[CriticExample]) -> list[list[int]]:
+    """Each path rebuilt from the rounds at ``indices``, as indices into ``rounds``."""
     by_round: dict[int, list[int]] = defaultdict(list)
-    for i in examples:
+    for i in indices:
         by_round[rounds[i].round].append(i)
     if not by_round:
         return []
@@ -75,7 +75,7 @@ def practice_paths(examples: Sequence[int], rounds: Sequence[CriticExample]) -> 
 
 
 def replay(paths_by_question: dict[str, list[list[int]]], f1: Sequence[float], scores: Sequence[float],
-           threshold: float, rounds: Sequence[CriticExample]) -> StopOutcome:
+           threshold: float) -> StopOutcome:
     f1s, used = [], []
     for paths in paths_by_question.values():
         stops = [next((k for k, i in enumerate(path) if scores[i] >= threshold), len(path) - 1) for path in paths]
@@ -95,10 +95,10 @@ def choose_stopping_threshold(dev: Sequence[CriticExample], scores: Sequence[flo
     paths = {q: practice_paths(idx, dev) for q, idx in by_question.items()}
     f1 = [f1_score(e.answer, e.gold_answers) for e in dev]
     distinct = sorted(set(scores))
-    candidates = [0.0] + [(a + b) / 2 for a, b in pairwise(distinct)] + [1.0]
-    outcomes = [replay(paths, f1, scores, t, dev) for t in candidates]
-    # 1.0 is "accept nothing" only if no score is exactly 1.0; replay it as such explicitly.
-    at_cap = replay(paths, f1, [-1.0] * len(dev), 0.0, dev).model_copy(update={"threshold": 1.0})
+    candidates = [0.0] + [(a + b) / 2 for a, b in pairwise(distinct)]
+    outcomes = [replay(paths, f1, scores, t) for t in candidates]
+    # "accept nothing", saved as 1.0 (a score of exactly 1.0 would still be accepted there)
+    at_cap = replay(paths, f1, [-1.0] * len(dev), 0.0).model_copy(update={"threshold": 1.0})
     best = max(outcomes + [at_cap], key=lambda o: (o.f1 - retrieval_cost * o.rounds, -o.rounds))
     return StoppingMetrics(questions=len(paths), paths=sum(len(p) for p in paths.values()),
                            retrieval_cost=retrieval_cost, chosen=best, first_round=outcomes[0], at_cap=at_cap)

@@ -116,13 +116,12 @@ def conversation_of(store: TrajectoryStore, run_id: str) -> Conversation:
     restart keeps its whole conversation, the expert's prefix included, and the sampled texts in
     its metadata: its own events start at the restart."""
     traj = store.get(run_id)
-    tools = traj.metadata.get("tools") or []
-    if conversation := traj.metadata.get("conversation"):
-        sampled = traj.metadata.get("conversation_sampled") or []
-        return Conversation(messages=conversation, tools=tools,
-                            sampled=sampled if len(sampled) == len(conversation) else [])
-    sampled = traj.sampled if len(traj.sampled) == len(traj.messages) else []
-    return Conversation(messages=traj.messages, tools=tools, sampled=sampled)
+    meta = traj.metadata
+    if meta.get("conversation"):
+        messages, sampled = meta["conversation"], meta.get("conversation_sampled") or []
+    else:
+        messages, sampled = traj.messages, traj.sampled
+    return Conversation(messages=messages, tools=meta.get("tools") or [], sampled=sampled)
 
 
 def _eef(tasks: list[Task], cfg: RFTConfig, student: str, store: TrajectoryStore, out: Path) -> list[str]:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from agentrt.models import adapters, weights
 from agentrt.models.base import ModelError
@@ -79,6 +79,13 @@ class Conversation(BaseModel):
     tools: list[dict[str, Any]] = []
     sampled: list[str | None] = []
 
+    @model_validator(mode="after")
+    def _aligned(self) -> Conversation:
+        if self.sampled and len(self.sampled) != len(self.messages):
+            raise ValueError(f"sampled has {len(self.sampled)} entries for {len(self.messages)} messages: "
+                             "give one per message (None where unknown), or none")
+        return self
+
 
 def base_folder(spec: str) -> tuple[str, Path]:
     """(catalog name or path, transformers folder) of a spec that can be fine-tuned here."""
@@ -108,7 +115,7 @@ def encode(tokenizer: Any, conv: Conversation, max_length: int, hints: bool = Tr
             continue
         before = template_chat(conv.messages[:i], hints=hints)
         prompt = render_ids(tokenizer, before, conv.tools, generation_prompt=True)
-        sampled = conv.sampled[i] if i < len(conv.sampled) else None
+        sampled = conv.sampled[i] if conv.sampled else None
         if sampled is not None and end is not None:
             turn = tokenizer(sampled, add_special_tokens=False)["input_ids"] + [end]
         else:
