@@ -27,12 +27,14 @@ class ManifestError(ValueError):
 
 
 class GraphEntry(BaseModel):
-    """A graph the manifest names: where it is, and the configuration every run of it starts
-    from (``{"configurable": {...}}``), which a run's own config overrides key by key."""
+    """A graph the manifest names: where it is, the configuration every run of it starts from
+    (``{"configurable": {...}}``), which a run's own config overrides key by key, and the model
+    specs a served run may choose besides the configured one (``models``)."""
 
     path: str
     description: str | None = None
     config: dict[str, Any] = {}
+    models: list[str] = []
 
 
 class Manifest(BaseModel):

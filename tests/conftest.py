@@ -21,13 +21,13 @@ def scripted() -> Iterator[Callable[..., str]]:
 
     def make(script: Any, **kwargs: Any) -> str:
         spec = f"scripted-{uuid.uuid4().hex[:8]}"
-        registry._cache[spec] = ScriptedChatModel(spec=spec, script=script, **kwargs)
+        registry.register(spec, ScriptedChatModel(spec=spec, script=script, **kwargs))
         specs.append(spec)
         return spec
 
     yield make
     for spec in specs:
-        registry._cache.pop(spec, None)
+        registry.unregister(spec)
 
 
 @pytest.fixture

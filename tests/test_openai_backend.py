@@ -8,6 +8,8 @@ retries, error mapping and streaming are exercised as they run against vLLM, lla
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import functools
 import json
 import operator
@@ -86,7 +88,7 @@ class FakeOpenAI:
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    monkeypatch.setattr(registry, "_cache", {})  # load_model caches per spec
+    monkeypatch.setattr(registry, "_loaded", OrderedDict())  # load_model caches per spec
     monkeypatch.delenv("AGENTRT_API_KEY", raising=False)
     fake = FakeOpenAI()
     yield fake
@@ -271,7 +273,7 @@ def test_unreachable_server_raises_model_error() -> None:
 
 
 def test_openai_spec_without_api_key_says_to_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_cache", {})
+    monkeypatch.setattr(registry, "_loaded", OrderedDict())
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ModelError, match="OPENAI_API_KEY"):
         load_model("openai:gpt-4o-mini")

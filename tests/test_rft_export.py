@@ -54,7 +54,7 @@ SCHEMAS = openai_schemas(TOOLS)
 
 def _model(script: list[Any]) -> str:
     spec = f"scripted-{uuid.uuid4().hex[:8]}"
-    registry._cache[spec] = ScriptedChatModel(spec=spec, script=script)
+    registry.register(spec, ScriptedChatModel(spec=spec, script=script))
     return spec
 
 
@@ -74,7 +74,7 @@ def _record(store: TrajectoryStore, script: list[Any], question: str, graph: str
     try:
         result = run(build_tool_agent(TOOLS).compile(), graph, user_input(question), run_config(model=spec), store)
     finally:
-        registry._cache.pop(spec, None)
+        registry.unregister(spec)
     store.merge_metadata(result.run_id, {
         "task_id": f"t-{question[:12]}", "task_type": task_type, "difficulty": difficulty, "tools": SCHEMAS,
         "verdict": {"passed": passed, "score": 1.0 if passed else 0.0, "reason": "checked"},
@@ -100,7 +100,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TrajectoryS
     }
     crashed = _model([])  # runs out of responses at once: a failed run
     ids["failed"] = run(build_tool_agent(TOOLS).compile(), "rft", user_input("?"), run_config(model=crashed), store).run_id
-    registry._cache.pop(crashed, None)
+    registry.unregister(crashed)
     yield store, ids
     store.close()
 

@@ -1,36 +1,37 @@
-"""Run model-written Python in a separate, limited process.
+"""Run model-written Python in a sandbox made of Linux namespaces (bubblewrap), not in-process tricks.
 
-The code runs in a fresh interpreter (``python -I``: no environment-driven imports, no user
-site-packages) so that it cannot touch the runtime's own state, and under limits so that a
-runaway snippet costs seconds, not the machine:
+The code is untrusted: the model wrote it, and a prompt or a page it read may have steered it.
+So it runs under ``bwrap`` (Debian's ``bubblewrap``), which builds the sandbox from kernel
+mechanisms the code cannot undo from inside:
 
-- wall time: the child gets its own session (process group); on timeout the whole group, its
-  children included, is killed with SIGKILL;
-- memory (``RLIMIT_AS``), CPU time (``RLIMIT_CPU``) and file size (``RLIMIT_FSIZE``);
-- no network: a prelude replaces the ``socket`` entry points before the user code runs;
-- an empty temporary working directory, removed afterwards, and an environment holding only
-  ``PATH``, ``HOME``, ``TMPDIR`` and locale/threading settings, so API keys in the runtime's
-  environment are not visible to the code;
-- stdout and stderr are captured with a cap, so a print loop cannot flood memory or the context.
+- no network: its own network namespace, with nothing in it but a loopback that refuses;
+- its own PID namespace: it cannot see or signal the runtime (``/proc`` shows only the
+  sandbox), and everything it starts dies with it (``--die-with-parent``; killing the sandbox
+  kills its PID namespace);
+- a minimal filesystem: ``/usr`` read-only, a private writable ``/tmp`` (a size-capped tmpfs,
+  gone afterwards) as its working folder, and nothing else of the host: no home, no project
+  folder, no ``.env``;
+- an empty environment (``--clearenv``), so the runtime's API keys are not there to read;
+- no root: it runs as ``nobody`` in its own user namespace with every capability dropped, and
+  when the runtime itself is root, bwrap is started as ``nobody`` too (``setpriv``), so that
+  the process-count limit applies (the kernel exempts root from it);
+- limits (``prlimit``): processes, address space, CPU seconds, file size and open files; and
+  a wall-clock limit enforced from outside by killing the sandbox.
 
-The resource limits are set by the prelude in the child rather than by ``preexec_fn``: that
-runs Python between fork and exec, which can deadlock when the parent has other threads (the
-runtime runs tools in worker threads and loads torch). For the limits it is equivalent: both
-apply before any user code.
-
-This is containment against accidents, not a security sandbox: code that imports ``_socket``
-directly, or calls ``setsid`` and forks, can get around parts of it. Run the whole runtime in a
-container when the model or its inputs are untrusted.
+The interpreter is the system's ``/usr/bin/python3`` (standard library only; install Debian's
+``python3-numpy`` and the like to offer more), or ``$AGENTRT_SANDBOX_PYTHON``. Where bubblewrap
+is missing or the kernel will not make namespaces (some containers), the tool refuses to run and
+says why: it never falls back to running unconfined.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import IO
@@ -43,60 +44,17 @@ DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 512
 DEFAULT_MAX_OUTPUT_CHARS = 8_000
 MAX_FILE_MB = 64
-NETWORK_DISABLED = "network access is disabled in python_exec"
+MAX_PROCESSES = 32
+MAX_OPEN_FILES = 256
+TMP_MB = 128
+PYTHON_ENV_VAR = "AGENTRT_SANDBOX_PYTHON"
+SANDBOX_UID = 65534  # nobody
+SCRIPT = "/sandbox/main.py"
+WORKDIR = "/tmp/work"
 
-# Runs in the child before the user code: limits, no network, then the code as __main__.
-# argv: script path, memory bytes, CPU seconds, file-size bytes. Wrapped in a function so
-# that __main__ holds no prelude names when the user code runs.
-_PRELUDE = r"""
-def _agentrt_prelude():
-    import resource, socket, sys, traceback
 
-    script, memory, cpu, fsize = sys.argv[1], *map(int, sys.argv[2:5])
-
-    def cap(kind, soft, hard):
-        old_hard = resource.getrlimit(kind)[1]
-        if old_hard != resource.RLIM_INFINITY:
-            soft, hard = min(soft, old_hard), min(hard, old_hard)
-        resource.setrlimit(kind, (soft, hard))
-
-    cap(resource.RLIMIT_AS, memory, memory)
-    cap(resource.RLIMIT_CPU, cpu, cpu + 1)
-    cap(resource.RLIMIT_FSIZE, fsize, fsize)
-
-    message = %(message)r
-
-    def refuse(*args, **kwargs):
-        raise PermissionError(message)
-
-    class NoNetworkSocket(socket.socket):
-        # A subclass, not a function, so that modules subclassing socket.socket (ssl) still
-        # import; wrapping an existing descriptor stays possible (socketpair, used by asyncio).
-        def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
-            if fileno is None:
-                raise PermissionError(message)
-            super().__init__(family, type, proto, fileno)
-
-    socket.socket = socket.SocketType = NoNetworkSocket
-    socket.create_connection = socket.getaddrinfo = refuse
-    socket.gethostbyname = socket.gethostbyname_ex = socket.gethostbyaddr = refuse
-
-    main = sys.modules["__main__"].__dict__
-    del main["_agentrt_prelude"]
-    main["__file__"] = script
-    sys.argv = [script]
-    try:
-        with open(script, encoding="utf-8") as f:
-            code = compile(f.read(), script, "exec")
-        exec(code, main)
-    except SystemExit:
-        raise
-    except BaseException as exc:  # print the traceback without this prelude's frame
-        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
-        sys.exit(1)
-
-_agentrt_prelude()
-""" % {"message": NETWORK_DISABLED}
+class SandboxUnavailable(RuntimeError):
+    """This host cannot isolate the code, so it is not run; the message says what to install or allow."""
 
 
 def make_python_exec(
@@ -106,15 +64,15 @@ def make_python_exec(
 ) -> BaseTool:
     """A ``python_exec`` tool with these limits (wall seconds, address space MiB, output chars)."""
 
-    # The agentrt timeout is a backstop: the subprocess limit should fire first and report.
+    # The agentrt timeout is a backstop: the sandbox's own wall limit should fire first and report.
     @tool(timeout=timeout_s + 5.0)
     def python_exec(code: str) -> str:
-        """Run a Python 3 program in a fresh, isolated process and return what it printed.
+        """Run a Python 3 program in a fresh, isolated sandbox and return what it printed.
 
         Use it for computation, data manipulation or checking code. Only printed output comes
         back, so print() what you need. Each call starts from scratch (no state is kept
-        between calls) in an empty temporary directory. Time and memory are limited and
-        network access is disabled.
+        between calls) in an empty temporary directory, with the standard library only. Time,
+        memory and processes are limited and there is no network.
 
         Args:
             code: The complete Python program to run.
@@ -127,54 +85,110 @@ def make_python_exec(
 
 
 def run_python(code: str, *, timeout_s: float, memory_mb: int, max_output_chars: int) -> str:
-    """Run ``code`` in a limited subprocess; its output and outcome as text for the model."""
-    with tempfile.TemporaryDirectory(prefix="agentrt-pyexec-", ignore_cleanup_errors=True) as base:
-        script = Path(base, "main.py")  # outside the working directory, which starts empty
-        script.write_text(code, encoding="utf-8")
-        workdir = Path(base, "work")
-        workdir.mkdir()
-        cpu_s = math.ceil(timeout_s) + 1  # wall time normally fires first; this catches threads
-        limits = [memory_mb * 2**20, cpu_s, MAX_FILE_MB * 2**20]
-        argv = [sys.executable, "-I", "-c", _PRELUDE, str(script), *map(str, limits)]
+    """Run ``code`` in the sandbox; its output and outcome as text for the model."""
+    check_sandbox()
+    cpu_s = math.ceil(timeout_s) + 1  # wall time normally fires first; this catches threads
+    argv = sandbox_argv(python=sandbox_python(), memory_mb=memory_mb, cpu_s=cpu_s)
+    script = os.memfd_create("agentrt-main.py")  # bwrap copies it in (--file), no host path shared
+    try:
+        os.write(script, code.encode("utf-8", "surrogateescape"))
+        os.lseek(script, 0, os.SEEK_SET)
+        argv[argv.index("SCRIPT_FD")] = str(script)
         proc = subprocess.Popen(
             argv,
-            cwd=workdir,
-            env=_child_env(workdir),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group, so we can kill its children too
+            pass_fds=(script,),
+            start_new_session=True,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         )
-        assert proc.stdout is not None and proc.stderr is not None
-        # Keep the start of stdout and the end of stderr (where a traceback's last line is).
-        out = _Capture(proc.stdout, max_output_chars * 4, keep="head")
-        err = _Capture(proc.stderr, max_output_chars * 4, keep="tail")
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            _kill_group(proc.pid)  # also reaps children left running after a normal exit
-            returncode = proc.wait()
-            out.join(timeout=2.0)
-            err.join(timeout=2.0)
+    finally:
+        os.close(script)
+    assert proc.stdout is not None and proc.stderr is not None
+    # Keep the start of stdout and the end of stderr (where a traceback's last line is).
+    out = _Capture(proc.stdout, max_output_chars * 4, keep="head")
+    err = _Capture(proc.stderr, max_output_chars * 4, keep="tail")
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        _kill_group(proc.pid)  # bwrap dying takes its whole PID namespace with it
+        returncode = proc.wait()
+        out.join(timeout=2.0)
+        err.join(timeout=2.0)
     return _report(out, err, returncode, timed_out, timeout_s, memory_mb, cpu_s, max_output_chars)
 
 
-def _child_env(workdir: Path) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir),
-        "LANG": "C.UTF-8",
-        "PYTHONIOENCODING": "utf-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        # Numeric libraries reserve memory per thread; one thread keeps them under RLIMIT_AS.
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
+def sandbox_python() -> str:
+    python = os.environ.get(PYTHON_ENV_VAR) or "/usr/bin/python3"
+    if not Path(python).is_file():
+        raise SandboxUnavailable(
+            f"python_exec is disabled: the sandbox's interpreter {python} does not exist. Install "
+            f"Debian's python3 (apt-get install python3) or set {PYTHON_ENV_VAR} to an interpreter")
+    return python
+
+
+def sandbox_argv(*, python: str, memory_mb: int, cpu_s: int) -> list[str]:
+    """The command line: [setpriv to nobody, when root] bwrap ... prlimit ... python main.py."""
+    prefix = os.path.realpath(Path(python).parent.parent)
+    binds = ["--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+             "--symlink", "usr/bin", "/bin"]
+    if not prefix.startswith("/usr"):  # an interpreter installed elsewhere: its own folder, read-only
+        binds += ["--ro-bind", prefix, prefix]
+    drop = (["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--inh-caps=-all",
+             "--"] if os.geteuid() == 0 else [])
+    return [
+        *drop, "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
+        "--cap-drop", "ALL", *binds, "--proc", "/proc", "--dev", "/dev",
+        "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp", "--dir", WORKDIR, "--chdir", WORKDIR,
+        "--file", "SCRIPT_FD", SCRIPT, "--remount-ro", "/",
+        "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", WORKDIR, "--setenv", "TMPDIR", "/tmp",
+        "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONIOENCODING", "utf-8", "--setenv", "PYTHONDONTWRITEBYTECODE",
+        "1", "--setenv", "OMP_NUM_THREADS", "1", "--setenv", "OPENBLAS_NUM_THREADS", "1",
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--",
+        "/usr/bin/prlimit", f"--nproc={MAX_PROCESSES}", f"--as={memory_mb * 2**20}", f"--cpu={cpu_s}:{cpu_s + 1}",
+        f"--fsize={MAX_FILE_MB * 2**20}", f"--nofile={MAX_OPEN_FILES}", "--",
+        python, "-I", SCRIPT,
+    ]
+
+
+@functools.cache
+def _probe() -> str | None:
+    """Why this host cannot run the sandbox, or None if it can (checked once per process)."""
+    for program, package in (("bwrap", "bubblewrap"), ("prlimit", "util-linux"), *(
+            [("setpriv", "util-linux")] if os.geteuid() == 0 else [])):
+        if shutil.which(program) is None:
+            return (f"python_exec is disabled: {program} is not installed, and the code would run unconfined "
+                    f"without it. Install it (apt-get install {package}).")
+    try:
+        argv = sandbox_argv(python=sandbox_python(), memory_mb=DEFAULT_MEMORY_MB, cpu_s=5)
+    except SandboxUnavailable as exc:
+        return str(exc)
+    read, write = os.pipe()
+    try:
+        os.close(write)  # an empty script
+        argv[argv.index("SCRIPT_FD")] = str(read)
+        done = subprocess.run(argv, pass_fds=(read,), capture_output=True, timeout=30, check=False,
+                              env={"PATH": "/usr/bin:/bin"})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"python_exec is disabled: the sandbox could not start ({exc})."
+    finally:
+        os.close(read)
+    if done.returncode != 0:
+        why = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        return (f"python_exec is disabled: this host cannot build its sandbox ({why[0]}). It needs user and "
+                "network namespaces (in a container: allow them, or run the runtime outside it).")
+    return None
+
+
+def check_sandbox() -> None:
+    """Raise :class:`SandboxUnavailable` (the tool's error, which the model sees) where isolation fails."""
+    reason = _probe()
+    if reason:
+        raise SandboxUnavailable(reason)
 
 
 def _kill_group(pgid: int) -> None:

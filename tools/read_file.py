@@ -1,10 +1,14 @@
 """Read a text file, but only below one directory.
 
 The model chooses the path, so the path is untrusted: ``../../etc/passwd``, ``/root/.ssh/id_rsa``
-or a symlink inside the directory that points outside it must all be refused. The path is
-therefore resolved (``..`` collapsed, symlinks followed) *before* the check, and the result has
-to lie inside the resolved root. Directories are refused with a listing so the model can pick a
-file; binary files are refused; large files are cut at ``max_bytes``.
+or a symlink inside the directory that points outside it must all be refused, and so must a
+symlink that someone swaps in *while* the call runs. A check on the resolved path followed by
+an open of the path has that race, so the file is opened the way ``openat2(RESOLVE_BENEATH |
+RESOLVE_NO_SYMLINKS)`` would: from a handle on the root directory, one component at a time,
+each opened with ``O_NOFOLLOW`` relative to the handle of its parent. Symlinks are not followed
+at all, ``..`` may not climb above the root, and what is read is the file that was opened.
+Directories are listed so the model can pick a file; binary files are refused; large files are
+cut at ``max_bytes``.
 
 The default ``read_file`` reads below ``$AGENTRT_FILES_ROOT``, or the current directory, looked
 up at each call so that a runtime configured after import still gets the right root.
@@ -13,7 +17,10 @@ up at each call so that a runtime configured after import still gets the right r
 from __future__ import annotations
 
 import codecs
+import errno
 import os
+import posixpath
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,27 +60,38 @@ def _make(root: Callable[[], Path], max_bytes: int) -> BaseTool:
 
 def read_below(root: Path, path: str, max_bytes: int) -> str:
     """The text of ``path`` (relative to ``root``, or absolute inside it), checked and capped."""
-    base = root.resolve()
-    if not base.is_dir():
-        raise ValueError(f"the files directory {base} does not exist")
+    base = Path(os.path.abspath(root))
     if not path.strip():
         raise ValueError('empty path; give a file path, or "." to list the files directory')
+    if "\x00" in path:
+        raise ValueError(f"invalid path {path!r}: it contains a NUL character")
+    parts = _components(base, path)
     try:
-        target = (base / path).resolve()  # an absolute path replaces base here, then gets checked
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"invalid path {path!r}: {exc}") from None
-    if not target.is_relative_to(base):
-        raise PermissionError(f"{path!r} is outside the files directory; only files below {base} can be read")
-    if target.is_dir():
-        raise ValueError(f"{path!r} is a directory, not a file. {_listing(base, target)}")
-    if not target.exists():
-        raise ValueError(f'no such file: {path!r}. Pass "." (or a directory) to list the files that exist')
-    if not target.is_file():
-        raise ValueError(f"{path!r} is not a regular file (a device, socket or pipe)")
-
-    size = target.stat().st_size
-    with target.open("rb") as f:
-        data = f.read(max_bytes)
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        raise ValueError(f"the files directory {base} does not exist") from None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:
+                raise _refusal(path, parts[: i + 1], exc, _is_link(part, fd)) from None
+            os.close(fd)
+            fd = child
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            shown = "." if not parts else path
+            raise ValueError(f"{shown!r} is a directory, not a file. {_listing(fd, parts)}")
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path!r} is not a regular file (a device, socket or pipe)")
+        data = os.read(fd, max_bytes) if max_bytes else b""
+        while len(data) < min(max_bytes, info.st_size) and (more := os.read(fd, max_bytes - len(data))):
+            data += more
+    finally:
+        os.close(fd)
+    size = info.st_size
     truncated = size > len(data)
     text = _decode(data, final=not truncated)
     if text is None:
@@ -81,6 +99,42 @@ def read_below(root: Path, path: str, max_bytes: int) -> str:
     if truncated:
         text += f"\n[truncated: showing the first {len(data)} of {size} bytes]"
     return text
+
+
+def _components(base: Path, path: str) -> list[str]:
+    """The path's names below ``base``, ``..`` folded lexically; refused if it leaves ``base``."""
+    outside = PermissionError(f"{path!r} is outside the files directory; only files below it can be read")
+    if os.path.isabs(path):
+        relative = posixpath.relpath(posixpath.normpath(path), str(base))
+    else:
+        relative = posixpath.normpath(path)
+    if relative == ".":
+        return []
+    if relative == ".." or relative.startswith("../") or os.path.isabs(relative):
+        raise outside
+    return [p for p in relative.split("/") if p not in ("", ".")]
+
+
+def _refusal(path: str, walked: list[str], exc: OSError, link: bool) -> Exception:
+    where = "/".join(walked)
+    if exc.errno == errno.ENOENT:
+        return ValueError(f'no such file: {path!r}. Pass "." (or a directory) to list the files that exist')
+    if link or exc.errno == errno.ELOOP:
+        return PermissionError(f"{where!r} is a symbolic link; read_file does not follow links (they could "
+                               "lead outside the files directory)")
+    if exc.errno == errno.ENOTDIR:
+        return ValueError(f"{where!r} is not a directory")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return PermissionError(f"{where!r} cannot be read (permission denied)")
+    return ValueError(f"cannot open {path!r}: {exc.strerror}")
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    """For the message only (``O_DIRECTORY | O_NOFOLLOW`` on a link fails with ENOTDIR, not ELOOP)."""
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _decode(data: bytes, final: bool) -> str | None:
@@ -95,9 +149,11 @@ def _decode(data: bytes, final: bool) -> str | None:
         return None if text.count("\ufffd") > len(text) / 10 else text
 
 
-def _listing(base: Path, directory: Path) -> str:
-    entries = sorted(directory.iterdir(), key=lambda p: p.name)
-    names = [str(p.relative_to(base)) + ("/" if p.is_dir() else "") for p in entries[:MAX_LISTED]]
+def _listing(fd: int, parts: list[str]) -> str:
+    with os.scandir(fd) as it:
+        entries = sorted(((e.name, e.is_dir(follow_symlinks=False)) for e in it))
+    prefix = "/".join(parts)
+    names = [posixpath.join(prefix, n) + ("/" if d else "") for n, d in entries[:MAX_LISTED]]
     more = f" (and {len(entries) - MAX_LISTED} more)" if len(entries) > MAX_LISTED else ""
     if not names:
         return "It is empty."

@@ -233,7 +233,7 @@ def measure_backend(
 
     from agentrt.models import registry
 
-    fresh_load = spec not in registry._cache
+    fresh_load = not registry.is_loaded(spec)
     started = time.perf_counter()
     model = registry.load_model(spec)
     row.load_s = time.perf_counter() - started if fresh_load else None

@@ -112,15 +112,14 @@ def scripted_model() -> Iterator[Any]:
     from agentrt.models.scripted import ScriptedChatModel
 
     model = ScriptedChatModel(spec=SPEC, script=_script)
-    previous = registry._cache.get(SPEC)
-    registry._cache[SPEC] = model
+    previous = registry.unregister(SPEC)
+    registry.register(SPEC, model)
     try:
         yield model
     finally:
-        if previous is None:
-            registry._cache.pop(SPEC, None)
-        else:
-            registry._cache[SPEC] = previous
+        registry.unregister(SPEC)
+        if previous is not None:
+            registry.register(SPEC, previous)
 
 
 def langgraph_graph(model: Any, checkpointer: Any = None) -> Any:

@@ -1,7 +1,9 @@
 """LoRA adapters made by fine-tuning, saved with versions so a model spec can name them.
 
 ``local:qwen2.5-coder-0.5b+bfcl-rft`` is the base model with the newest version of adapter
-``bfcl-rft``; ``+bfcl-rft@v2`` pins a version; a path works too (``local:NAME+/path/to/adapter``).
+``bfcl-rft``; ``+bfcl-rft@v2`` pins a version. Adapters are named, never given as paths: a spec
+can come from a served run's client, and a path there would load weights from any folder.
+``agentrt rft`` registers what it trains; :func:`save_adapter` registers any peft model.
 Adapters live in ``home()/adapters/NAME/vN`` (peft's own files plus ``agentrt.json``), written
 to a staging folder and renamed, so a crash never leaves a half adapter that a spec could load.
 """
@@ -40,17 +42,12 @@ def versions(name: str) -> list[int]:
 
 
 def resolve(ref: str) -> Path:
-    """The folder an adapter reference names: NAME (newest version), NAME@vN, or a path."""
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        if not (path / "adapter_config.json").is_file():
-            raise ModelError(f"{path} is not a LoRA adapter folder (no adapter_config.json)")
-        return path
+    """The folder an adapter reference names: NAME (newest version) or NAME@vN."""
     name, _, version = ref.partition("@")
     check_adapter_name(name)
     found = versions(name)
     if not found:
-        raise ModelError(f"no adapter {name!r} in {adapters_root()}; `agentrt rft run` makes one (or give a path)")
+        raise ModelError(f"no adapter {name!r} is registered; `agentrt rft run` makes one (`agentrt models` lists them)")
     if version:
         if not re.fullmatch(r"v\d+", version) or int(version[1:]) not in found:
             raise ModelError(f"adapter {name!r} has versions {', '.join(f'v{v}' for v in found)}, not {version!r}")

@@ -17,6 +17,7 @@ import openai
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
 from pydantic import PrivateAttr
 
+from agentrt.models import credentials
 from agentrt.models.base import AgentChatModel, ModelError, SamplingParams, usage
 from agentrt.models.streaming import ToolTextStream, final_chunk
 from agentrt.models.toolcall_parser import parse_tool_calls
@@ -43,7 +44,7 @@ class OpenAIChatModel(AgentChatModel):
             )
         except openai.OpenAIError as exc:
             raise ModelError(
-                f"{self.spec}: no API key. Set OPENAI_API_KEY (or AGENTRT_API_KEY for other servers). "
+                f"{self.spec}: no API key. {credentials.missing_key_hint(self.base_url)} "
                 f"The client said: {str(exc).rstrip('.')}."
             ) from exc
 
@@ -75,7 +76,7 @@ class OpenAIChatModel(AgentChatModel):
             status = exc.status_code
             retried = status >= 500 or status in (408, 409, 429)  # what the client retries
             what = f"failed after {self.max_retries} retries" if retried else "refused the request"
-            hint = " Check the API key (OPENAI_API_KEY, or AGENTRT_API_KEY for other servers)." if status == 401 else ""
+            hint = " " + credentials.missing_key_hint(self.base_url) if status == 401 else ""
             raise ModelError(f"{self.spec}: the server {what} (HTTP {status}): {detail}.{hint}") from exc
         except openai.APIConnectionError as exc:
             raise ModelError(

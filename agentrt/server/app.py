@@ -26,7 +26,9 @@ from agentrt.checkpoints import sqlite_checkpointer
 from agentrt.manifest import ManifestError, find_manifest, load_graph, load_manifest
 from agentrt.server import openai_api, trajectories_api
 from agentrt.server.auth import Auth, owner_of
+from agentrt.models.registry import set_max_loaded
 from agentrt.server.limits import BodySizeLimit
+from agentrt.server.policy import ModelPolicy
 from agentrt.server.run_requests import new_job, stream_modes
 from agentrt.server.runs import Busy, RunJob, RunManager, ThreadBusy
 from agentrt.server.schemas import (
@@ -56,6 +58,8 @@ class ServerSettings:
     queue_size: int = 256
     max_body_bytes: int = 1_000_000
     require_key: bool | None = None  # None: required as soon as a key exists
+    allow_models: tuple[str, ...] = ()  # model specs every graph's runs may choose
+    max_models: int | None = None  # loaded models kept at once (None: AGENTRT_MAX_MODELS or 4)
 
 
 class Graphs:
@@ -105,6 +109,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         app.state.interrupted = store.mark_interrupted()
         trajectories.mark_interrupted()
         app.state.graphs = Graphs(settings.manifest, checkpointer)
+        app.state.policy = ModelPolicy(app.state.graphs.manifest, settings.allow_models)
+        set_max_loaded(settings.max_models)
         app.state.store, app.state.trajectories, app.state.checkpointer = store, trajectories, checkpointer
         app.state.auth = Auth(store, settings.require_key)
         app.state.runs = RunManager(store, trajectories, workers=settings.workers, queue_size=settings.queue_size)

@@ -40,6 +40,11 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="largest request body accepted")] = 1_000_000,
     require_key: Annotated[bool | None, typer.Option(
         "--require-key/--no-require-key", help="default: required as soon as a key exists")] = None,
+    allow_model: Annotated[list[str] | None, typer.Option(
+        "--allow-model", help="a model spec every graph's runs may choose (repeat it); by default a run "
+                              "gets only its graph's own model, or those its manifest entry lists in `models`")] = None,
+    max_models: Annotated[int | None, typer.Option(
+        min=1, help="loaded models kept at once, least recently used dropped first (default 4)")] = None,
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Serve the manifest's graphs over HTTP (LangGraph's API, plus OpenAI's at /v1)."""
@@ -63,7 +68,8 @@ def serve(
                       f"`agentrt keys create NAME --data {folder}`[/red]")
         raise typer.Exit(2)
     settings = ServerSettings(manifest=found, data_dir=folder, workers=workers, queue_size=queue_size,
-                              max_body_bytes=max_body_bytes, require_key=require_key)
+                              max_body_bytes=max_body_bytes, require_key=require_key,
+                              allow_models=tuple(allow_model or ()), max_models=max_models)
     console.print(f"agentrt serving {found} at [bold]http://{host}:{port}[/bold] (docs: /docs, OpenAI: /v1)")
     console.print(f"data: {folder}; API keys: " + ("[green]required[/green]" if required else
                   "[yellow]not required[/yellow] (make one with `agentrt keys create NAME`)"))

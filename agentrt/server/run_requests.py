@@ -23,6 +23,7 @@ def new_job(request: Request, body: RunCreate, owner: str, thread_id: str | None
     command, and the config (the manifest's, then the request's; the thread id always ours)."""
     graphs = request.app.state.graphs
     graph = graphs.get(body.assistant_id, stateful=thread_id is not None)
+    request.app.state.policy.check(body.assistant_id, (body.config or {}).get("configurable"), body.context)
     config = _merge_config(graphs.base_config(body.assistant_id), body.config)
     if thread_id:
         config["configurable"]["thread_id"] = thread_id
