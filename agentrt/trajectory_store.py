@@ -2,8 +2,10 @@
 
 A run is a header row (``runs``) plus append-only ``events``. Every write commits at once, in
 WAL mode, so a process killed mid-run (kill -9, OOM, a crashed model backend) leaves every
-event written before the kill readable; ``mark_interrupted`` then closes such runs when a
-server restarts. ``synchronous=NORMAL`` keeps commits off fsync: a process crash loses nothing,
+event written before the kill readable. Each run records which process writes it (host, pid
+and the process's start time, so a reused pid is not mistaken for it), and opening the store
+closes as ``interrupted`` every "running" run whose process is gone: a CLI run killed mid-way
+is not left "running" forever, and a live run of another process is left alone. ``synchronous=NORMAL`` keeps commits off fsync: a process crash loses nothing,
 only a power loss or OS crash may drop the last few commits, which is the right trade for a
 write on every graph step.
 
@@ -18,6 +20,7 @@ import builtins
 import json
 import math
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -55,11 +58,13 @@ CREATE TABLE IF NOT EXISTS runs (
     stop_reason TEXT,
     error TEXT,
     reward REAL,
-    metadata TEXT NOT NULL DEFAULT '{}'
+    metadata TEXT NOT NULL DEFAULT '{}',
+    process TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started_at ON runs(started_at);
 CREATE INDEX IF NOT EXISTS runs_graph ON runs(graph);
 CREATE INDEX IF NOT EXISTS runs_thread_id ON runs(thread_id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -102,6 +107,30 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def _start_time(pid: int | str) -> str | None:
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def this_process() -> str:
+    """``host:pid:start``, which names this process and no later one that reuses its pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time('self')}"
+
+
+def process_alive(process: str | None) -> bool:
+    """Whether the process a run recorded still runs (runs of another host are assumed to)."""
+    if not process:
+        return False
+    host, _, rest = process.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return True
+    return pid.isdigit() and _start_time(pid) == start
+
+
 class TrajectoryStore:
     """A trajectory database shared by the threads of one process (and readable by others)."""
 
@@ -124,6 +153,7 @@ class TrajectoryStore:
                                        "Check the path and its permissions, or pass another --store") from exc
         try:
             self._init_schema()
+            self.mark_interrupted()
         except TrajectoryStoreError:
             self._conn.close()
             raise
@@ -155,8 +185,11 @@ class TrajectoryStore:
             raise self._damaged(ValueError(f"it is an SQLite database with other tables ({other})"))
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA synchronous=NORMAL")
+        if "runs" in tables and "process" not in {r[1] for r in c.execute("PRAGMA table_info(runs)")}:
+            c.execute("ALTER TABLE runs ADD COLUMN process TEXT")  # stores made before runs recorded it
         if version < SCHEMA_VERSION or not set(_TABLES) <= tables:
             c.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        c.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs(status)")
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -186,9 +219,9 @@ class TrajectoryStore:
         try:
             self._write(
                 "INSERT INTO runs (run_id, schema_version, thread_id, graph, model, input, status, started_at,"
-                " metadata) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                " metadata, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                 (run_id, SCHEMA_VERSION, thread_id, graph, model, input,
-                 time.time() if started_at is None else started_at, _dumps(metadata or {})),
+                 time.time() if started_at is None else started_at, _dumps(metadata or {}), this_process()),
             )
         except sqlite3.IntegrityError as exc:
             raise TrajectoryStoreError(f"a run with id {run_id!r} already exists in {self.path}; "
@@ -264,20 +297,25 @@ class TrajectoryStore:
             raise TrajectoryStoreError(f"no run {run_id!r} in {self.path} (agentrt traj list shows the ids)")
 
     def mark_interrupted(self) -> builtins.list[str]:
-        """Every run still "running" becomes "interrupted"; returns their ids.
+        """Every "running" run whose process is gone becomes "interrupted"; returns their ids.
 
-        Call it when a server starts, before it begins runs: a run left "running" then belongs to a
-        process that died. Its end time is its last event (when we last heard of it).
+        Opening the store calls it. A run's process is gone when it ran on this host and no live
+        process has its pid and start time; runs of other hosts are left alone, and runs recorded
+        before processes were (no ``process``) count as gone. The end time is the run's last
+        event (when we last heard of it).
         """
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                ids = [r[0] for r in self._conn.execute("SELECT run_id FROM runs WHERE status = 'running'")]
-                self._conn.execute(
-                    "UPDATE runs SET status = 'interrupted',"
-                    " ended_at = COALESCE((SELECT MAX(at) FROM events WHERE events.run_id = runs.run_id), started_at),"
-                    " error = COALESCE(error, 'the process running it ended before the run finished')"
-                    " WHERE status = 'running'")
+                rows = self._conn.execute("SELECT run_id, process FROM runs WHERE status = 'running'").fetchall()
+                ids = [run_id for run_id, process in rows if not process_alive(process)]
+                for run_id in ids:
+                    self._conn.execute(
+                        "UPDATE runs SET status = 'interrupted',"
+                        " ended_at = COALESCE((SELECT MAX(at) FROM events WHERE events.run_id = runs.run_id),"
+                        " started_at),"
+                        " error = COALESCE(error, 'the process running it ended before the run finished')"
+                        " WHERE run_id = ?", (run_id,))
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:

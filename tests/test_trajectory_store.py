@@ -285,9 +285,14 @@ def test_add_event_is_fast(store: TrajectoryStore):
     assert per_event < 1e-3  # typically ~30 us; the bound only catches a regression to a per-event fsync
 
 
-def test_mark_interrupted(store: TrajectoryStore):
+def test_mark_interrupted_closes_runs_whose_process_is_gone(store: TrajectoryStore):
     record_run(store, "done-1")
     record_run(store, "live-1", finish=False, started_at=T0 + 5)
+    assert store.mark_interrupted() == []  # its process (this one) still runs it
+    import socket
+
+    with store._lock:  # as if another process of this host had written it and died
+        store._conn.execute("UPDATE runs SET process = ? WHERE run_id = 'live-1'", (f"{socket.gethostname()}:1:0",))
     assert store.mark_interrupted() == ["live-1"]
     t = store.get("live-1")
     assert t.status == "interrupted" and t.ended_at == datetime.fromtimestamp(T0 + 9, timezone.utc)
@@ -407,13 +412,13 @@ def test_kill_9_mid_run_loses_nothing(tmp_path: Path):
                           text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert proc.stdout.strip() == "written"
-    with TrajectoryStore(path) as store:
+    with TrajectoryStore(path) as store:  # opening it finds the killed process's run and closes it
         t = store.get("crash-run")
-        assert t.status == "running" and t.ended_at is None
+        assert t.status == "interrupted" and "ended before the run finished" in t.error
+        assert t.ended_at is not None
         assert [e.seq for e in t.events] == list(range(1, 52))
         assert t.messages[0] == {"role": "user", "content": "hi"}
         assert t.messages[1]["tool_calls"][0]["function"]["name"] == "calc"
         assert t.tool_calls[0].error == UNANSWERED and t.usage.total_tokens == 7
-        assert store.mark_interrupted() == ["crash-run"]
-        assert store.get("crash-run").status == "interrupted"
+        assert store.mark_interrupted() == []
         assert store.add_event("crash-run", "late", {}) == 52  # seq picks up after the crash

@@ -29,7 +29,7 @@ from agentrt.server.auth import Auth, owner_of
 from agentrt.models.registry import set_max_loaded
 from agentrt.server.limits import BodySizeLimit
 from agentrt.server.policy import ModelPolicy
-from agentrt.server.run_requests import new_job, stream_modes
+from agentrt.server.run_requests import new_job, recovered_job, stream_modes
 from agentrt.server.runs import Busy, RunJob, RunManager, ThreadBusy
 from agentrt.server.schemas import (
     MAX_OFFSET,
@@ -60,6 +60,7 @@ class ServerSettings:
     require_key: bool | None = None  # None: required as soon as a key exists
     allow_models: tuple[str, ...] = ()  # model specs every graph's runs may choose
     max_models: int | None = None  # loaded models kept at once (None: AGENTRT_MAX_MODELS or 4)
+    graceful_timeout: float = 3.0  # on shutdown, how long runs in progress get to finish
 
 
 class Graphs:
@@ -106,14 +107,20 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         store = ServerStore(data / "server.sqlite")
         trajectories = TrajectoryStore(data / "trajectories.sqlite")
         checkpointer = sqlite_checkpointer(data / "checkpoints.sqlite")
-        app.state.interrupted = store.mark_interrupted()
-        trajectories.mark_interrupted()
+        recovered = store.recover()  # (the trajectory store closed its dead runs when it opened)
         app.state.graphs = Graphs(settings.manifest, checkpointer)
         app.state.policy = ModelPolicy(app.state.graphs.manifest, settings.allow_models)
         set_max_loaded(settings.max_models)
         app.state.store, app.state.trajectories, app.state.checkpointer = store, trajectories, checkpointer
         app.state.auth = Auth(store, settings.require_key)
         app.state.runs = RunManager(store, trajectories, workers=settings.workers, queue_size=settings.queue_size)
+        for row in recovered:  # queued when the server died: started now, in the order they came
+            try:
+                app.state.runs.submit(recovered_job(app.state.graphs, row), recovered=True)
+            except (HTTPException, ThreadBusy) as exc:
+                why = exc.detail if isinstance(exc, HTTPException) else "its thread has another run in progress"
+                store.end_run(row["run_id"], "error", f"could not be started again after a restart: {why}",
+                              row["thread_id"], "idle")
         # Graphs, models and modules loaded above live as long as the server: freezing them out
         # of the collector's scans (and collecting less often) cut p99 latency under load.
         gc.collect()
@@ -122,7 +129,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.runs.shutdown()
+            app.state.runs.shutdown(settings.graceful_timeout)
             store.close()
             trajectories.close()
             checkpointer.conn.close()
@@ -262,7 +269,7 @@ def _sse(request: Request, job: RunJob) -> StreamingResponse:
     runs: RunManager = request.app.state.runs
 
     async def events() -> AsyncIterator[bytes]:
-        yield b"event: metadata\ndata: " + dumps({"run_id": job.run_id, "attempt": 1}) + b"\n\n"
+        yield b"event: metadata\ndata: " + dumps({"run_id": job.run_id, "attempt": job.attempt}) + b"\n\n"
         async for event, data in runs.watch(job):
             yield b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
         if job.status == "error":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +47,10 @@ def serve(
                               "gets only its graph's own model, or those its manifest entry lists in `models`")] = None,
     max_models: Annotated[int | None, typer.Option(
         min=1, help="loaded models kept at once, least recently used dropped first (default 4)")] = None,
+    header_timeout: Annotated[float, typer.Option(
+        min=0.1, help="seconds a client may take to send a request's headers (then 408)")] = 10.0,
+    graceful_timeout: Annotated[float, typer.Option(
+        min=0, help="on SIGTERM, seconds to let runs in progress finish before they are marked interrupted")] = 3.0,
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Serve the manifest's graphs over HTTP (LangGraph's API, plus OpenAI's at /v1)."""
@@ -52,15 +58,20 @@ def serve(
 
     from agentrt.manifest import ManifestError, find_manifest
     from agentrt.server.app import ServerSettings, create_app
+    from agentrt.server.http_protocol import header_timeout_protocol
+    from agentrt.sqlite_health import DamagedDatabase, quick_check
 
     folder = data_dir(data)
     try:
         found = find_manifest(manifest)
+        for name, what in (("server.sqlite", "threads, runs and API keys"), ("trajectories.sqlite", "trajectories"),
+                           ("checkpoints.sqlite", "thread state checkpoints")):
+            quick_check(folder / name, what)
         store = _store(folder)
         keys = store.has_keys()
         store.close()
-    except ManifestError as exc:
-        console.print(f"[red]{exc}[/red]")
+    except (ManifestError, DamagedDatabase) as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from None
     required = keys if require_key is None else require_key
     if required and not keys:
@@ -69,11 +80,18 @@ def serve(
         raise typer.Exit(2)
     settings = ServerSettings(manifest=found, data_dir=folder, workers=workers, queue_size=queue_size,
                               max_body_bytes=max_body_bytes, require_key=require_key,
-                              allow_models=tuple(allow_model or ()), max_models=max_models)
+                              allow_models=tuple(allow_model or ()), max_models=max_models,
+                              graceful_timeout=graceful_timeout)
     console.print(f"agentrt serving {found} at [bold]http://{host}:{port}[/bold] (docs: /docs, OpenAI: /v1)")
     console.print(f"data: {folder}; API keys: " + ("[green]required[/green]" if required else
                   "[yellow]not required[/yellow] (make one with `agentrt keys create NAME`)"))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False,
+                http=header_timeout_protocol(header_timeout), timeout_graceful_shutdown=max(1, round(graceful_timeout)))
+    # The stores are closed and in-flight runs marked; a worker still inside a tool call must not
+    # keep the process alive (the interpreter would wait for its thread at exit).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @keys_app.command("create")

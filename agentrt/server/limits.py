@@ -7,10 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from fastapi import HTTPException
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` while a route reads a chunked body. An ``HTTPException``, so that
+    FastAPI's body parsing passes it on as the 413 it is instead of turning it into a 400."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
 
 
 class BodySizeLimit:
@@ -38,7 +43,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self._message(seen))
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:

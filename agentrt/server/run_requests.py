@@ -47,6 +47,24 @@ def new_job(request: Request, body: RunCreate, owner: str, thread_id: str | None
     )
 
 
+def recovered_job(graphs: Any, row: dict[str, Any]) -> RunJob:
+    """A run acknowledged before a crash and never started, rebuilt from its stored request."""
+    kwargs = row["kwargs"]
+    if "command" in kwargs:
+        command = kwargs["command"] or {}
+        payload: Any = Command(resume=command.get("resume"), update=command.get("update"),
+                               goto=command.get("goto") or ())
+    else:
+        payload = kwargs.get("input")
+    stream_kwargs = {k: kwargs[k] for k in ("interrupt_before", "interrupt_after", "context") if kwargs.get(k)}
+    return RunJob(
+        run_id=row["run_id"], thread_id=row["thread_id"], owner=row["owner"], assistant_id=row["assistant_id"],
+        graph=graphs.get(row["assistant_id"], stateful=row["thread_id"] is not None), input=payload,
+        config=kwargs.get("config") or {}, modes=frozenset(kwargs.get("stream_mode") or ()),
+        stream_kwargs=stream_kwargs, attempt=row.get("attempt", 1),
+    )
+
+
 def stream_modes(body: RunCreate) -> frozenset[str]:
     modes = body.stream_mode if isinstance(body.stream_mode, list) else [body.stream_mode]
     return frozenset("messages" if m == "messages-tuple" else m for m in modes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from langgraph.types import Command
 from agentrt.runner import RunEvent, stream_run
 from agentrt.server.serialize import dumps, jsonable
 from agentrt.server.store import ServerStore
-from agentrt.trajectory_store import TrajectoryStore
+from agentrt.trajectory_store import TrajectoryStore, TrajectoryStoreError
 
 
 class Busy(Exception):
@@ -47,6 +48,7 @@ class RunJob:
     config: dict[str, Any]
     modes: frozenset[str]
     stream_kwargs: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
     events: list[tuple[str, bytes]] = field(default_factory=list)
     output: dict[str, Any] | None = None
     answer: str | None = None  # the runner's final answer (what the OpenAI endpoint replies)
@@ -67,6 +69,7 @@ class RunManager:
         self._threads: dict[str, str] = {}  # thread_id -> run_id of its active run
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
 
     @property
     def active(self) -> int:
@@ -78,12 +81,13 @@ class RunManager:
     def active_run_of(self, thread_id: str) -> str | None:
         return self._threads.get(thread_id)
 
-    def submit(self, job: RunJob) -> RunJob:
+    def submit(self, job: RunJob, *, recovered: bool = False) -> RunJob:
         """Queue ``job``; raises :class:`Busy` beyond capacity, :class:`ThreadBusy` if its
-        thread is running something already. The run row is written before the worker sees it."""
+        thread is running something already. The run row is written before the worker sees it.
+        A ``recovered`` job (queued before a crash) already has its row and is never refused."""
         self._loop = self._loop or asyncio.get_running_loop()
         with self._lock:
-            if len(self._jobs) >= self.capacity:
+            if len(self._jobs) >= self.capacity and not recovered:
                 raise Busy
             if job.thread_id and job.thread_id in self._threads:
                 raise ThreadBusy(self._threads[job.thread_id])
@@ -92,10 +96,11 @@ class RunManager:
                 self._threads[job.thread_id] = job.run_id
         job.done = self._loop.create_future()
         try:
-            self.store.begin_run(
-                run_id=job.run_id, thread_id=job.thread_id, owner=job.owner, assistant_id=job.assistant_id,
-                metadata=job.config.get("metadata", {}), kwargs=_kwargs(job),
-            )
+            if not recovered:
+                self.store.begin_run(
+                    run_id=job.run_id, thread_id=job.thread_id, owner=job.owner, assistant_id=job.assistant_id,
+                    metadata=job.config.get("metadata", {}), kwargs=run_kwargs(job),
+                )
             self._pool.submit(self._execute, job)
         except BaseException:
             self._release(job)
@@ -128,10 +133,29 @@ class RunManager:
                 return
             await job.changed.wait()
 
-    def shutdown(self) -> None:
-        for job in list(self._jobs.values()):
+    def shutdown(self, timeout: float = 3.0) -> None:
+        """Stop: queued runs stay pending (the next start runs them); runs in progress are asked
+        to stop at their next step and get ``timeout`` seconds to do so; any still going then (a
+        long tool call) are marked interrupted here, since the process is about to exit."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        self._stopping = True
+        for job in jobs:
             job.cancel_requested = True
-        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        for job in jobs:
+            if job.status != "running":
+                continue
+            while job.status == "running" and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if job.status == "running":
+                job.status, job.error = "interrupted", "the server was stopped during this run"
+                self.store.end_run(job.run_id, "interrupted", job.error, job.thread_id, "interrupted")
+                try:
+                    self.trajectories.finish_run(job.run_id, status="interrupted", error=job.error)
+                except TrajectoryStoreError:
+                    pass  # not recorded yet: nothing to close
 
     # worker side
     def _publish(self, job: RunJob, event: str, data: Any) -> None:
@@ -150,13 +174,16 @@ class RunManager:
             pass
 
     def _execute(self, job: RunJob) -> None:
+        if self._stopping:
+            return  # the server is stopping: the run stays pending and runs after the restart
         interrupts: list[Any] = []
         result = None
         try:
             if job.cancel_requested:
                 job.status, job.error = "interrupted", "cancelled before it started"
                 return
-            job.status = "running"  # in memory only: the API shows it, a restart makes it interrupted
+            self.store.set_running(job.run_id)  # before any work: a crash from here on interrupts it
+            job.status = "running"
             events = stream_run(
                 job.graph, job.assistant_id, job.input, job.config, self.trajectories,
                 tokens="messages" in job.modes, values="values" in job.modes, run_id=job.run_id,
@@ -224,8 +251,13 @@ class RunManager:
                 del self._threads[job.thread_id]
 
 
-def _kwargs(job: RunJob) -> dict[str, Any]:
-    kind = "command" if isinstance(job.input, Command) else "input"
-    value = job.input.resume if isinstance(job.input, Command) else job.input
-    return {kind: jsonable(value), "config": jsonable(job.config), "stream_mode": sorted(job.modes), **{
-        k: v for k, v in job.stream_kwargs.items() if v is not None}}
+def run_kwargs(job: RunJob) -> dict[str, Any]:
+    """The request as stored with the run: enough to start it again after a crash."""
+    if isinstance(job.input, Command):
+        goto = job.input.goto
+        payload = {"command": {"resume": jsonable(job.input.resume), "update": jsonable(job.input.update),
+                               "goto": list(goto) if isinstance(goto, (list, tuple)) else goto or None}}
+    else:
+        payload = {"input": jsonable(job.input)}
+    return {**payload, "config": jsonable(job.config), "stream_mode": sorted(job.modes), **{
+        k: jsonable(v) for k, v in job.stream_kwargs.items() if v is not None}}

@@ -2,7 +2,10 @@
 
 Graph state lives in LangGraph's checkpointer and run contents in the trajectory store; this
 file holds only what those two do not know: who owns a thread or run, which assistant it
-used, and a run's lifecycle status. Every write commits at once (WAL, ``synchronous=NORMAL``),
+used, a run's lifecycle status, and the request that started it. That makes the run queue
+durable: a run is "pending" from the moment it is acknowledged until a worker starts it
+("running"), so after a crash the pending ones are started again (counting attempts) and only
+the running ones, which may have done half their work, become "interrupted". Every write commits at once (WAL, ``synchronous=NORMAL``),
 so a killed server loses nothing it acknowledged. Each call is a single indexed statement of
 tens of microseconds, so the async handlers call it directly: a hop to a thread pool would cost
 more than the query.
@@ -40,7 +43,8 @@ CREATE TABLE IF NOT EXISTS runs (
     updated_at REAL NOT NULL,
     metadata TEXT NOT NULL,
     kwargs TEXT NOT NULL,
-    error TEXT
+    error TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS runs_thread ON runs(thread_id, created_at);
 CREATE INDEX IF NOT EXISTS runs_owner ON runs(owner, created_at);
@@ -55,6 +59,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 """
 
 ACTIVE = ("pending", "running")
+MAX_ATTEMPTS = 3
 
 
 class ServerStoreError(Exception):
@@ -76,6 +81,8 @@ class ServerStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            if "attempt" not in {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}:
+                self._db.execute("ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
         except sqlite3.DatabaseError as exc:
             raise ServerStoreError(
                 f"{self.path} is not a usable agentrt server database ({exc}); move it aside or pass another --data-dir"
@@ -134,7 +141,7 @@ class ServerStore:
             self._db.execute("BEGIN")
             try:
                 self._db.execute(
-                    "INSERT INTO runs VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, NULL)",
+                    "INSERT INTO runs VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, NULL, 1)",
                     (run_id, thread_id, owner, assistant_id, now, now, json.dumps(metadata),
                      json.dumps(kwargs, default=str)),
                 )
@@ -175,21 +182,45 @@ class ServerStore:
         sql += " ORDER BY created_at DESC LIMIT ? OFFSET ?"
         return self._rows(sql, (*params, limit, offset))
 
-    def mark_interrupted(self) -> list[dict[str, Any]]:
-        """Runs left pending or running by a server that died: they are interrupted now, and
-        their threads too (a new run with no input resumes from the last checkpoint)."""
+    def set_running(self, run_id: str) -> None:
+        """A worker took the run: from now on a crash interrupts it instead of starting it again."""
+        self._exec("UPDATE runs SET status = 'running', updated_at = ? WHERE run_id = ? AND status = 'pending'",
+                   (time.time(), run_id))
+
+    def recover(self) -> list[dict[str, Any]]:
+        """After a crash: runs a worker had started are interrupted, and their threads too (a
+        new run with no input resumes from the last checkpoint); runs still queued are returned,
+        their attempt counted, to be started again, except those that have used up
+        :data:`MAX_ATTEMPTS`, which fail saying so."""
+        now = time.time()
         with self._lock:
-            rows = [dict(r) for r in self._db.execute(
-                "SELECT run_id, thread_id FROM runs WHERE status IN ('pending', 'running')").fetchall()]
-            now = time.time()
-            for r in rows:
-                self._db.execute("UPDATE runs SET status = 'interrupted', error = ?, updated_at = ? WHERE run_id = ?",
-                                 ("the server stopped during this run; resume it with a new run on its thread", now,
-                                  r["run_id"]))
-                if r["thread_id"]:
-                    self._db.execute("UPDATE threads SET status = 'interrupted', updated_at = ? WHERE thread_id = ?",
-                                     (now, r["thread_id"]))
-        return rows
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                running = self._db.execute("SELECT run_id, thread_id FROM runs WHERE status = 'running'").fetchall()
+                for r in running:
+                    self._db.execute(
+                        "UPDATE runs SET status = 'interrupted', error = ?, updated_at = ? WHERE run_id = ?",
+                        ("the server stopped during this run; resume it with a new run on its thread", now,
+                         r["run_id"]))
+                    if r["thread_id"]:
+                        self._db.execute("UPDATE threads SET status = 'interrupted', updated_at = ? "
+                                         "WHERE thread_id = ?", (now, r["thread_id"]))
+                self._db.execute(
+                    "UPDATE runs SET status = 'error', updated_at = ?, error = 'the server stopped ' || attempt || "
+                    "' times while this run waited in its queue; it was not started again' "
+                    "WHERE status = 'pending' AND attempt >= ?", (now, MAX_ATTEMPTS))
+                self._db.execute("UPDATE threads SET status = 'error', updated_at = ? WHERE status = 'busy' AND "
+                                 "thread_id NOT IN (SELECT thread_id FROM runs WHERE status = 'pending' AND "
+                                 "thread_id IS NOT NULL)", (now,))
+                self._db.execute("UPDATE runs SET attempt = attempt + 1, updated_at = ? WHERE status = 'pending'",
+                                 (now,))
+                pending = [dict(r) for r in self._db.execute(
+                    "SELECT * FROM runs WHERE status = 'pending' ORDER BY created_at").fetchall()]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return [{**_decode(dict(r)), "owner": r["owner"]} for r in pending]
 
     # API keys
     def create_key(self, name: str) -> tuple[str, str]:
