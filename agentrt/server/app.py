@@ -10,6 +10,7 @@ such a thread resumes it from its last checkpoint.
 from __future__ import annotations
 
 import gc
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from agentrt.server.run_requests import new_job, recovered_job, stream_modes
 from agentrt.server.runs import Busy, RunJob, RunManager, ThreadBusy
 from agentrt.server.schemas import (
     MAX_OFFSET,
+    THREAD_ID_PATTERN,
     Assistant,
     AssistantSchemas,
     AssistantSearch,
@@ -224,13 +226,14 @@ def _state(request: Request, thread: dict[str, Any], checkpoint_id: str | None =
     if not graph_id or graph_id not in request.app.state.graphs.stateful:
         return {"values": {}, "next": [], "tasks": [], "interrupts": [], "checkpoint": None, "metadata": None}
     graph = request.app.state.graphs.get(graph_id)
-    config: dict[str, Any] = {"configurable": {"thread_id": thread["thread_id"]}}
+    config: dict[str, Any] = {"configurable": {"thread_id": thread["state_key"]}}
     if checkpoint_id:
         config["configurable"]["checkpoint_id"] = checkpoint_id
-    return _snapshot(graph.get_state(config))
+    return _snapshot(graph.get_state(config), thread["thread_id"])
 
 
-def _snapshot(snap: Any) -> dict[str, Any]:
+def _snapshot(snap: Any, thread_id: str) -> dict[str, Any]:
+    """A state snapshot as the API shows it, under the thread id its client knows."""
     tasks = [{"id": t.id, "name": t.name, "error": repr(t.error) if t.error else None,
               "interrupts": jsonable(list(t.interrupts))} for t in snap.tasks]
     cp = (snap.config or {}).get("configurable", {})
@@ -238,9 +241,9 @@ def _snapshot(snap: Any) -> dict[str, Any]:
     return {
         "values": jsonable(snap.values), "next": list(snap.next), "tasks": tasks,
         "interrupts": jsonable(list(snap.interrupts)),
-        "checkpoint": {"thread_id": cp.get("thread_id"), "checkpoint_id": cp.get("checkpoint_id"),
+        "checkpoint": {"thread_id": thread_id, "checkpoint_id": cp.get("checkpoint_id"),
                        "checkpoint_ns": cp.get("checkpoint_ns", "")} if cp else None,
-        "parent_checkpoint": {"thread_id": parent.get("thread_id"), "checkpoint_id": parent.get("checkpoint_id"),
+        "parent_checkpoint": {"thread_id": thread_id, "checkpoint_id": parent.get("checkpoint_id"),
                               "checkpoint_ns": parent.get("checkpoint_ns", "")} if parent else None,
         "metadata": jsonable(snap.metadata), "created_at": snap.created_at,
     }
@@ -248,16 +251,20 @@ def _snapshot(snap: Any) -> dict[str, Any]:
 
 def _start(request: Request, body: RunCreate, owner: str, thread_id: str | None, modes: frozenset[str]) -> RunJob:
     store: ServerStore = request.app.state.store
+    key = None
     if thread_id is not None:
         thread = store.get_thread(thread_id, owner)
         if thread is None:
             if body.if_not_exists != "create":
                 _thread_or_404(request, thread_id, owner)
+            if not re.fullmatch(THREAD_ID_PATTERN, thread_id):  # the rules of ids given to POST /threads
+                raise HTTPException(422, "thread_id: a new thread's id is 1-128 letters, digits, . _ : or -")
             thread = store.create_thread(owner, {"graph_id": body.assistant_id}, thread_id)
         elif thread["metadata"].get("graph_id") not in (None, body.assistant_id):
             raise HTTPException(409, f"thread {thread_id} runs {thread['metadata']['graph_id']!r}; "
                                      f"start a new thread for {body.assistant_id!r}")
-    job = new_job(request, body, owner, thread_id, modes)
+        key = thread["state_key"]
+    job = new_job(request, body, owner, thread_id, modes, state_key=key)
     try:
         return request.app.state.runs.submit(job)
     except ThreadBusy as busy:
@@ -307,8 +314,6 @@ def _routes() -> APIRouter:
                 if body.if_exists == "do_nothing":
                     return existing
                 raise HTTPException(409, f"thread {body.thread_id} exists; pass if_exists='do_nothing' to reuse it")
-            if store.thread_exists(body.thread_id):
-                raise HTTPException(409, f"thread id {body.thread_id} is taken; choose another")
         return raw_json(store.create_thread(owner, body.metadata, body.thread_id))
 
     @r.post("/threads/{thread_id}/runs/wait", tags=["runs"])
@@ -363,12 +368,12 @@ def _routes() -> APIRouter:
 
     @r.delete("/threads/{thread_id}", status_code=204, tags=["threads"])
     async def delete_thread(request: Request, thread_id: str, owner: str = Owner) -> Response:
-        _thread_or_404(request, thread_id, owner)
-        run_id = request.app.state.runs.active_run_of(thread_id)
+        thread = _thread_or_404(request, thread_id, owner)
+        run_id = request.app.state.runs.active_run_of(thread["state_key"])
         if run_id:
             raise HTTPException(409, f"thread {thread_id} has a run in progress ({run_id}); cancel it first")
         request.app.state.store.delete_thread(thread_id, owner)
-        request.app.state.checkpointer.delete_thread(thread_id)
+        request.app.state.checkpointer.delete_thread(thread["state_key"])
         return Response(status_code=204)
 
     @r.get("/threads/{thread_id}/state", response_model=ThreadState, tags=["threads"])
@@ -385,9 +390,9 @@ def _routes() -> APIRouter:
         if not graph_id or graph_id not in request.app.state.graphs.stateful:
             return []
         graph = request.app.state.graphs.get(graph_id)
-        config = {"configurable": {"thread_id": thread_id}}
-        before_cfg = {"configurable": {**before, "thread_id": thread_id}} if before else None
-        return [_snapshot(s) for s in graph.get_state_history(config, limit=limit, before=before_cfg)]
+        config = {"configurable": {"thread_id": thread["state_key"]}}
+        before_cfg = {"configurable": {**before, "thread_id": thread["state_key"]}} if before else None
+        return [_snapshot(s, thread_id) for s in graph.get_state_history(config, limit=limit, before=before_cfg)]
 
     @r.post("/threads/{thread_id}/history", response_model=list[ThreadState], tags=["threads"])
     async def thread_history(request: Request, thread_id: str, body: HistoryRequest, owner: str = Owner) -> Any:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
-from agentrt.server.store import ServerStore
-
-ANONYMOUS = "local"
+from agentrt.server.store import ANONYMOUS, ServerStore
 
 
 class Auth:

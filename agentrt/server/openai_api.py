@@ -49,7 +49,9 @@ def _job(request: Request, body: ChatCompletionRequest, owner: str, modes: froze
 
 def _answer(job: RunJob) -> str:
     if job.status == "error":
-        raise HTTPException(502, f"the agent's run failed: {job.error}")
+        first = (job.error or "unknown error").splitlines()[0][:300]
+        raise HTTPException(502, f"the agent's run {job.run_id} failed ({first}); GET /trajectories/{job.run_id} "
+                                 "shows its steps")
     if (job.output or {}).get("__interrupt__"):
         return "(the run paused for approval; approval needs a thread: use the /threads API)"
     return job.answer or ""

@@ -18,15 +18,17 @@ def _merge_config(base: dict[str, Any], override: dict[str, Any] | None) -> dict
     return out
 
 
-def new_job(request: Request, body: RunCreate, owner: str, thread_id: str | None, modes: frozenset[str]) -> RunJob:
+def new_job(request: Request, body: RunCreate, owner: str, thread_id: str | None, modes: frozenset[str],
+            state_key: str | None = None) -> RunJob:
     """A run from its request: the graph (stateful only on a thread), the input or resume
-    command, and the config (the manifest's, then the request's; the thread id always ours)."""
+    command, and the config (the manifest's, then the request's; the checkpointer's thread key
+    always ours, ``state_key``)."""
     graphs = request.app.state.graphs
     graph = graphs.get(body.assistant_id, stateful=thread_id is not None)
     request.app.state.policy.check(body.assistant_id, (body.config or {}).get("configurable"), body.context)
     config = _merge_config(graphs.base_config(body.assistant_id), body.config)
     if thread_id:
-        config["configurable"]["thread_id"] = thread_id
+        config["configurable"]["thread_id"] = state_key or thread_id
     else:
         config["configurable"].pop("thread_id", None)
     config["metadata"] = {**config.get("metadata", {}), **body.metadata}

@@ -59,6 +59,11 @@ class RunJob:
     done: asyncio.Future[Any] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def state_key(self) -> str | None:
+        """The thread's key in the checkpointer (thread ids are per API key)."""
+        return self.config.get("configurable", {}).get("thread_id")
+
 
 class RunManager:
     def __init__(self, store: ServerStore, trajectories: TrajectoryStore, *, workers: int, queue_size: int) -> None:
@@ -78,8 +83,8 @@ class RunManager:
     def job(self, run_id: str) -> RunJob | None:
         return self._jobs.get(run_id)
 
-    def active_run_of(self, thread_id: str) -> str | None:
-        return self._threads.get(thread_id)
+    def active_run_of(self, state_key: str) -> str | None:
+        return self._threads.get(state_key)
 
     def submit(self, job: RunJob, *, recovered: bool = False) -> RunJob:
         """Queue ``job``; raises :class:`Busy` beyond capacity, :class:`ThreadBusy` if its
@@ -89,11 +94,11 @@ class RunManager:
         with self._lock:
             if len(self._jobs) >= self.capacity and not recovered:
                 raise Busy
-            if job.thread_id and job.thread_id in self._threads:
-                raise ThreadBusy(self._threads[job.thread_id])
+            if job.thread_id and job.state_key in self._threads:
+                raise ThreadBusy(self._threads[job.state_key])
             self._jobs[job.run_id] = job
             if job.thread_id:
-                self._threads[job.thread_id] = job.run_id
+                self._threads[job.state_key] = job.run_id
         job.done = self._loop.create_future()
         try:
             if not recovered:
@@ -247,8 +252,8 @@ class RunManager:
     def _release(self, job: RunJob) -> None:
         with self._lock:
             self._jobs.pop(job.run_id, None)
-            if job.thread_id and self._threads.get(job.thread_id) == job.run_id:
-                del self._threads[job.thread_id]
+            if job.thread_id and self._threads.get(job.state_key) == job.run_id:
+                del self._threads[job.state_key]
 
 
 def run_kwargs(job: RunJob) -> dict[str, Any]:

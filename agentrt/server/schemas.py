@@ -10,16 +10,63 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_OFFSET = 2**53  # beyond any table, within SQLite's integers
+MAX_DEPTH = 64  # JSON nesting a request may carry; orjson stops at 255 and JSON columns must stay readable
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "events"]
 RunStatus = Literal["pending", "running", "success", "error", "interrupted", "timeout"]
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 
 
 class _Request(BaseModel):
+    """Every request body. Before field validation the whole body is checked once: nesting
+    deeper than :data:`MAX_DEPTH` is refused (stored, it would fail every later read), and text
+    with lone surrogates (``"\\ud800"`` is valid JSON, but not Unicode that UTF-8 can carry) has
+    them replaced by U+FFFD, so nothing stored can break a response."""
+
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clean(cls, data: Any) -> Any:
+        return clean_json(data)
+
+
+def clean_json(data: Any) -> Any:
+    """``data`` with lone surrogates replaced; ``ValueError`` if nested deeper than :data:`MAX_DEPTH`."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    dirty = False
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"the request nests JSON more than {MAX_DEPTH} levels deep; flatten it")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                dirty = dirty or (isinstance(key, str) and not _utf8(key))
+                stack.append((item, depth + 1))
+        elif isinstance(value, str) and not _utf8(value):
+            dirty = True
+    return _replace_surrogates(data) if dirty else data
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if _utf8(value) else "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    return value
 
 
 class Assistant(BaseModel):
@@ -61,8 +108,11 @@ class Thread(BaseModel):
     values: dict[str, Any] | None = None
 
 
+THREAD_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
 class ThreadCreate(_Request):
-    thread_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+    thread_id: str | None = Field(None, pattern=THREAD_ID_PATTERN,
                                   description="your own id (letters, digits, . _ : -); default a UUID")
     metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"

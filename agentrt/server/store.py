@@ -25,12 +25,14 @@ from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS threads (
-    thread_id TEXT PRIMARY KEY,
+    thread_id TEXT NOT NULL,
     owner TEXT NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     status TEXT NOT NULL,
-    metadata TEXT NOT NULL
+    metadata TEXT NOT NULL,
+    state_key TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (owner, thread_id)
 );
 CREATE INDEX IF NOT EXISTS threads_owner ON threads(owner, created_at);
 CREATE TABLE IF NOT EXISTS runs (
@@ -58,12 +60,34 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 """
 
+# Stores made before thread ids were per key: same rows, the old id as the checkpointer's key.
+_PER_KEY_THREADS = """
+BEGIN;
+ALTER TABLE threads RENAME TO threads_global;
+CREATE TABLE threads (
+    thread_id TEXT NOT NULL, owner TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    status TEXT NOT NULL, metadata TEXT NOT NULL, state_key TEXT NOT NULL UNIQUE, PRIMARY KEY (owner, thread_id)
+);
+INSERT INTO threads SELECT thread_id, owner, created_at, updated_at, status, metadata, thread_id FROM threads_global;
+DROP TABLE threads_global;
+CREATE INDEX IF NOT EXISTS threads_owner ON threads(owner, created_at);
+COMMIT;
+"""
+
+ANONYMOUS = "local"  # the one owner of everything on a server without API keys
 ACTIVE = ("pending", "running")
 MAX_ATTEMPTS = 3
 
 
 class ServerStoreError(Exception):
     """The server's database cannot be used; the message names the file and what to do."""
+
+
+def state_key(owner: str, thread_id: str) -> str:
+    """The thread's key in LangGraph's checkpointer. Thread ids are per API key (two keys may
+    both have a thread "t1", and neither can learn of the other's), so the checkpointer's key
+    carries the owner; without keys it is the thread id itself."""
+    return thread_id if owner == ANONYMOUS else f"{owner}:{thread_id}"
 
 
 def hash_key(key: str) -> str:
@@ -80,6 +104,9 @@ class ServerStore:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'threads'").fetchone() and "state_key" not in {
+                    r[1] for r in self._db.execute("PRAGMA table_info(threads)")}:
+                self._db.executescript(_PER_KEY_THREADS)
             self._db.executescript(_SCHEMA)
             if "attempt" not in {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}:
                 self._db.execute("ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
@@ -100,17 +127,15 @@ class ServerStore:
     def create_thread(self, owner: str, metadata: dict[str, Any], thread_id: str | None = None) -> dict[str, Any]:
         now = time.time()
         thread_id = thread_id or str(uuid.uuid4())
-        self._exec(
-            "INSERT INTO threads VALUES (?, ?, ?, ?, 'idle', ?)", (thread_id, owner, now, now, json.dumps(metadata))
-        )
-        return {"thread_id": thread_id, "created_at": now, "updated_at": now, "status": "idle", "metadata": metadata}
+        key = state_key(owner, thread_id)
+        self._exec("INSERT INTO threads VALUES (?, ?, ?, ?, 'idle', ?, ?)",
+                   (thread_id, owner, now, now, json.dumps(metadata), key))
+        return {"thread_id": thread_id, "created_at": now, "updated_at": now, "status": "idle", "metadata": metadata,
+                "state_key": key}
 
     def get_thread(self, thread_id: str, owner: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM threads WHERE thread_id = ? AND owner = ?", (thread_id, owner))
         return rows[0] if rows else None
-
-    def thread_exists(self, thread_id: str) -> bool:
-        return bool(self._rows("SELECT 1 FROM threads WHERE thread_id = ?", (thread_id,)))
 
     def search_threads(self, owner: str, *, status: str | None, metadata: dict[str, Any] | None,
                        limit: int, offset: int) -> list[dict[str, Any]]:
@@ -128,7 +153,7 @@ class ServerStore:
         with self._lock:
             cur = self._db.execute("DELETE FROM threads WHERE thread_id = ? AND owner = ?", (thread_id, owner))
             if cur.rowcount:
-                self._db.execute("DELETE FROM runs WHERE thread_id = ?", (thread_id,))
+                self._db.execute("DELETE FROM runs WHERE thread_id = ? AND owner = ?", (thread_id, owner))
             return bool(cur.rowcount)
 
     # runs
@@ -148,7 +173,7 @@ class ServerStore:
                 if thread_id:
                     self._db.execute(
                         "UPDATE threads SET status = 'busy', updated_at = ?, metadata = json_set(metadata, "
-                        "'$.graph_id', ?) WHERE thread_id = ?", (now, assistant_id, thread_id))
+                        "'$.graph_id', ?) WHERE thread_id = ? AND owner = ?", (now, assistant_id, thread_id, owner))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -162,8 +187,8 @@ class ServerStore:
             self._db.execute("UPDATE runs SET status = ?, error = ?, updated_at = ? WHERE run_id = ?",
                              (status, error, now, run_id))
             if thread_id:
-                self._db.execute("UPDATE threads SET status = ?, updated_at = ? WHERE thread_id = ?",
-                                 (thread_status, now, thread_id))
+                self._db.execute("UPDATE threads SET status = ?, updated_at = ? WHERE thread_id = ? AND owner = "
+                                 "(SELECT owner FROM runs WHERE run_id = ?)", (thread_status, now, thread_id, run_id))
             self._db.execute("COMMIT")
 
     def get_run(self, run_id: str, owner: str) -> dict[str, Any] | None:
@@ -196,7 +221,8 @@ class ServerStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                running = self._db.execute("SELECT run_id, thread_id FROM runs WHERE status = 'running'").fetchall()
+                running = self._db.execute(
+                    "SELECT run_id, thread_id, owner FROM runs WHERE status = 'running'").fetchall()
                 for r in running:
                     self._db.execute(
                         "UPDATE runs SET status = 'interrupted', error = ?, updated_at = ? WHERE run_id = ?",
@@ -204,14 +230,14 @@ class ServerStore:
                          r["run_id"]))
                     if r["thread_id"]:
                         self._db.execute("UPDATE threads SET status = 'interrupted', updated_at = ? "
-                                         "WHERE thread_id = ?", (now, r["thread_id"]))
+                                         "WHERE thread_id = ? AND owner = ?", (now, r["thread_id"], r["owner"]))
                 self._db.execute(
                     "UPDATE runs SET status = 'error', updated_at = ?, error = 'the server stopped ' || attempt || "
                     "' times while this run waited in its queue; it was not started again' "
                     "WHERE status = 'pending' AND attempt >= ?", (now, MAX_ATTEMPTS))
-                self._db.execute("UPDATE threads SET status = 'error', updated_at = ? WHERE status = 'busy' AND "
-                                 "thread_id NOT IN (SELECT thread_id FROM runs WHERE status = 'pending' AND "
-                                 "thread_id IS NOT NULL)", (now,))
+                self._db.execute("UPDATE threads SET status = 'error', updated_at = ? WHERE status = 'busy' AND NOT "
+                                 "EXISTS (SELECT 1 FROM runs WHERE runs.status = 'pending' AND runs.thread_id = "
+                                 "threads.thread_id AND runs.owner = threads.owner)", (now,))
                 self._db.execute("UPDATE runs SET attempt = attempt + 1, updated_at = ? WHERE status = 'pending'",
                                  (now,))
                 pending = [dict(r) for r in self._db.execute(
