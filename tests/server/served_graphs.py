@@ -12,7 +12,7 @@ from agentrt.agent import build_tool_agent
 from agentrt.models import registry
 from agentrt.models.scripted import ScriptedChatModel, call
 from agentrt.tool import tool
-from tools import calculator
+from tools import calculator, http_get, python_exec, read_file
 
 
 def _calc_script(messages: list[BaseMessage]) -> AIMessage:
@@ -46,3 +46,26 @@ registry.register("scripted:nap", ScriptedChatModel(spec="scripted:nap", script=
 
 calc = build_tool_agent([calculator], default_model="scripted:calc").compile(name="calc")
 slow = build_tool_agent([nap], default_model="scripted:nap").compile(name="slow")
+
+
+def _relay(tool_name: str, arg: str):
+    """A script that calls ``tool_name`` with the user's message as ``arg``, then repeats what the
+    tool said: so a test sends an attack through the real server and reads back its outcome."""
+
+    def script(messages: list[BaseMessage]) -> AIMessage:
+        last = messages[-1]
+        if isinstance(last, ToolMessage):
+            return AIMessage(content=f"[{last.status}] {last.content}")
+        return call(tool_name, **{arg: str(last.content)})
+
+    return script
+
+
+registry.register("scripted:exec", ScriptedChatModel(spec="scripted:exec", script=_relay("python_exec", "code")))
+registry.register("scripted:files", ScriptedChatModel(spec="scripted:files", script=_relay("read_file", "path")))
+registry.register("scripted:fetch", ScriptedChatModel(spec="scripted:fetch", script=_relay("http_get", "url")))
+
+# What a model may make the server run: code, files, URLs (the real tools, default limits).
+exec_agent = build_tool_agent([python_exec], default_model="scripted:exec").compile(name="exec")
+files_agent = build_tool_agent([read_file], default_model="scripted:files").compile(name="files")
+fetch_agent = build_tool_agent([http_get], default_model="scripted:fetch").compile(name="fetch")
