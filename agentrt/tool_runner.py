@@ -5,9 +5,10 @@ wrong, so a bad argument, a crashing tool or a slow one never ends the run. The 
 run concurrently, each bounded by its tool's timeout. Latency and error are kept in the message's
 ``response_metadata`` so the trajectory can record them.
 
-Timeouts and threads: a sync tool that overruns its timeout is abandoned, not killed (Python
-cannot kill a thread); tools that may hang on work they cannot interrupt should bound it
-themselves, as ``python_exec`` does with a subprocess.
+Timeouts and threads: an async tool that overruns its timeout is cancelled, which frees its
+thread; a sync tool is abandoned, not killed (Python cannot kill a thread), so tools that may
+hang on work they cannot interrupt bound it themselves, as ``python_exec`` (the sandbox's wall
+limit) and ``http_get`` (one deadline that closes the connection) do.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _run_one(call: Mapping[str, Any], tools: Mapping[str, BaseTool]) -> ToolMess
         return reply(msg, "unknown tool")
     timeout = tool_timeout(tool)
     try:
-        result = _pool.submit(_invoke, tool, dict(call["args"])).result(timeout=timeout)
+        result = _pool.submit(_invoke, tool, dict(call["args"]), timeout).result(timeout=timeout)
     except FutureTimeout:
         return reply(f"Error: {name} did not finish within {timeout:g} s and was abandoned. "
                      "Try simpler input or another approach.", "timeout")
@@ -70,10 +71,14 @@ def _run_one(call: Mapping[str, Any], tools: Mapping[str, BaseTool]) -> ToolMess
     return reply(result if isinstance(result, str) else _to_text(result))
 
 
-def _invoke(tool: BaseTool, args: dict[str, Any]) -> Any:
-    """Async-only tools get their own event loop: we are on a worker thread, never inside one."""
+def _invoke(tool: BaseTool, args: dict[str, Any], timeout: float) -> Any:
+    """Async-only tools get their own event loop (we are on a worker thread, never inside one),
+    and are cancelled at the timeout so that the thread comes back."""
     if getattr(tool, "func", True) is None and getattr(tool, "coroutine", None) is not None:
-        return asyncio.run(tool.ainvoke(args))
+        try:
+            return asyncio.run(asyncio.wait_for(tool.ainvoke(args), timeout))
+        except TimeoutError:
+            raise FutureTimeout from None
     return tool.invoke(args)
 
 

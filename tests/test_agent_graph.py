@@ -109,6 +109,33 @@ def test_tool_timeout_is_reported_not_fatal(scripted):
     assert result.response_metadata["error"] == "timeout"
 
 
+def test_an_async_tool_past_its_timeout_is_cancelled_and_frees_its_thread(scripted):
+    finished = []
+
+    @tool(timeout=0.3)
+    async def stuck(seconds: float) -> str:
+        """Wait.
+
+        Args:
+            seconds: how long
+        """
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            finished.append(time.perf_counter())
+        return "done"
+
+    spec = scripted([call("stuck", seconds=30), "gave up"])
+    started = time.perf_counter()
+    state = invoke(build_tool_agent([stuck]).compile(), spec)
+    (result,) = tool_messages(state)
+    assert result.response_metadata["error"] == "timeout"
+    deadline = time.perf_counter() + 2
+    while not finished and time.perf_counter() < deadline:
+        time.sleep(0.02)
+    assert finished and finished[0] - started < 2  # cancelled at its timeout, not after 30 s
+
+
 def test_wrong_argument_type_names_the_field(scripted):
     spec = scripted([call("add", a="seventeen", b=2), "ok"])
     (result,) = tool_messages(invoke(agent(), spec))

@@ -134,7 +134,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], path: str, timeout: flo
 def start_agentrt(manifest: Path, data_dir: Path, core: str | None, workers: int) -> tuple[str, subprocess.Popen[bytes]]:
     port = _free_port()
     cmd = [*_pin(core), sys.executable, "-m", "agentrt", "serve", "--manifest", str(manifest), "--data",
-           str(data_dir), "--port", str(port), "--workers", str(workers), "--no-require-key"]
+           str(data_dir), "--port", str(port), "--workers", str(workers), "--no-require-key",
+           "--allow-model", RUN_BODY["config"]["configurable"]["model"]]  # the operator allows the echo model
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     _wait_ready(url, proc, "/ok")
