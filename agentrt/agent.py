@@ -26,6 +26,7 @@ from agentrt.models.base import SamplingParams
 from agentrt.models.registry import DEFAULT_MODEL, load_model
 from agentrt.tool import openai_schemas
 from agentrt.tool_runner import run_tool_calls, tools_by_name
+from agentrt.trajectory import TOOL_REJECTED
 
 
 class AgentState(TypedDict, total=False):
@@ -148,7 +149,8 @@ def _apply_review(last: AIMessage, raw: Any) -> tuple[AIMessage, list[ToolMessag
         reason = review.reason or "no reason given"
         refusals = [
             ToolMessage(f"The reviewer rejected this call ({reason}). Do not retry it; answer without it.",
-                        tool_call_id=c["id"], name=c["name"], status="error")
+                        tool_call_id=c["id"], name=c["name"], status="error",
+                        response_metadata={"error": TOOL_REJECTED, "review": {"action": "reject", "reason": reason}})
             for c in last.tool_calls
         ]
         return last, refusals
@@ -159,7 +161,12 @@ def _apply_review(last: AIMessage, raw: Any) -> tuple[AIMessage, list[ToolMessag
                 raise ValueError("'args' edits a turn with exactly one call; use 'tool_calls' with ids")
             edits = {last.tool_calls[0]["id"]: review.args}
         calls = [{**c, "args": edits.get(c["id"], c["args"])} for c in last.tool_calls]
-        last = AIMessage(content=last.content, tool_calls=calls, id=last.id, response_metadata=last.response_metadata)
+        # The turn runs as edited; the record keeps that a person changed it, and what the model wrote.
+        written = [{"id": c["id"], "name": c["name"], "args": c["args"]} for c in last.tool_calls]
+        meta = {**last.response_metadata, "review": {"action": "edit", "edited": sorted(edits)},
+                "model_tool_calls": written}
+        last = AIMessage(content=last.content, tool_calls=calls, id=last.id, response_metadata=meta,
+                         usage_metadata=last.usage_metadata)
     return last, []
 
 

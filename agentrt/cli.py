@@ -241,6 +241,10 @@ def traj_export(
     until: Annotated[str | None, typer.Option(help="only runs started at or before this time (ISO 8601; UTC unless it says)")] = None,
     task_type: Annotated[list[str] | None, typer.Option("--task-type", help="only these task types (repeat, or comma-separate)")] = None,
     sidecar: Annotated[bool, typer.Option("--sidecar", help="openai: also write task_type and difficulty per example beside OUT (train.jsonl -> train.meta.jsonl)")] = False,
+    min_feedback: Annotated[str | None, typer.Option("--min-feedback", help="only runs whose latest feedback under --feedback-key is at least this")] = None,
+    feedback_key: Annotated[str, typer.Option("--feedback-key", help="the feedback key --min-feedback reads")] = "correct",
+    tool_errors: Annotated[bool, typer.Option("--tool-errors", help="openai/trl: keep runs whose tool calls went wrong (left out by default)")] = False,
+    edits: Annotated[str, typer.Option("--edits", help="turns a human reviewer edited: as-run (as executed), model (as the model wrote them; the example ends there) or skip")] = "as-run",
     store: StoreOpt = None,
 ) -> None:
     """Matching trajectories, one JSON document per line: whole records, or fine-tuning examples."""
@@ -252,11 +256,15 @@ def traj_export(
         _fail(f"unknown verdict {verdict!r}: use passed or failed")
     if sidecar and out is None:
         _fail("--sidecar needs --out FILE: the sidecar is written beside it")
+    if edits not in ("as-run", "model", "skip"):
+        _fail(f"unknown --edits {edits!r}: use as-run, model or skip")
     flt = _export_filter(format, graph=graph, model=model, status=status, min_reward=min_reward, verdict=verdict,
-                         since=since, until=until, task_types=task_type)
+                         since=since, until=until, task_types=task_type, min_feedback=min_feedback,
+                         feedback_key=feedback_key, tool_errors=tool_errors)
     try:
         s = _store(store)
-        report = write_examples(s, sys.stdout, format, flt) if out is None else export(s, out, format, flt, sidecar)
+        report = (write_examples(s, sys.stdout, format, flt, edits=edits) if out is None
+                  else export(s, out, format, flt, sidecar, edits=edits))
     except KNOWN_ERRORS as exc:
         _fail(str(exc))
     for skipped in report.skipped[:10]:
@@ -264,6 +272,8 @@ def traj_export(
     if len(report.skipped) > 10:
         err.print(f"[yellow]... and {len(report.skipped) - 10} more skipped runs[/]")
     err.print(report.summary(), markup=False, highlight=False)
+    if report.written == 0:
+        raise typer.Exit(1)
 
 
 def _export_filter(format: str, *, task_types: list[str] | None, **fields: Any) -> Any:

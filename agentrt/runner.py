@@ -15,12 +15,16 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from langchain_core.messages import BaseMessage, message_to_dict
+import threading
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage, convert_to_messages, message_to_dict
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from agentrt.agent import final_answer
 from agentrt.models.registry import DEFAULT_MODEL
+from agentrt.trajectory import INPUT_NODE, PROMPT_NODE, RESUME_NODE, prompt_digest
 from agentrt.trajectory_store import TrajectoryStore
 
 
@@ -85,8 +89,8 @@ def stream_run(
             input=_describe(input), metadata={"configurable": _json_safe(conf), **(metadata or {})},
             started_at=started,
         )
-        if input is not None and not isinstance(input, Command):
-            store.add_event(run_id, "__input__", _payload(input), at=started)
+        record_input(store, run_id, input, at=started)
+        config["callbacks"] = _with_recorder(config.get("callbacks"), PromptRecorder(store, run_id))
     state: dict[str, Any] = {}
     status, error, interrupted = "completed", None, False
     modes = ["updates", "values", "messages"] if tokens else ["updates", "values"]
@@ -138,6 +142,64 @@ def run(graph: Any, graph_name: str, input: Any, config: dict[str, Any], store: 
     """Run to the end without streaming tokens; the result of :func:`stream_run`."""
     *_, end = stream_run(graph, graph_name, input, config, store, tokens=False)
     return end.data
+
+
+def record_input(store: TrajectoryStore, run_id: str, input: Any, at: float | None = None) -> None:
+    """The run's input as its first event, in every form a graph accepts: LangChain messages,
+    OpenAI-style dicts, ``(role, text)`` pairs or bare strings become messages; a ``Command``
+    records its resume value (a reviewer's decision) and any messages it adds."""
+    if input is None:
+        return
+    if isinstance(input, Command):
+        update = input.update if isinstance(input.update, dict) else {}
+        if input.resume is not None:
+            store.add_event(run_id, RESUME_NODE, {"resume": _json_safe(input.resume)}, at=at)
+        if update.get("messages"):
+            store.add_event(run_id, INPUT_NODE, _payload({"messages": _messages(update["messages"])}), at=at)
+        return
+    if isinstance(input, dict) and "messages" in input:
+        input = {**input, "messages": _messages(input["messages"])}
+    store.add_event(run_id, INPUT_NODE, _payload(input), at=at)
+
+
+def _messages(raw: Any) -> list[BaseMessage]:
+    try:
+        return convert_to_messages(raw if isinstance(raw, list) else [raw])
+    except (ValueError, TypeError, NotImplementedError):
+        return []  # the graph itself will refuse it, and the run's error says why
+
+
+class PromptRecorder(BaseCallbackHandler):
+    """Records, once per distinct pair in a run, the system prompt and tool schemas a chat model
+    was called with, read from LangChain's own callback (so it sees every model call of every
+    graph, whichever node makes it). Each reply of an agentrt model names its pair by the same
+    digest (``response_metadata["prompt_id"]``)."""
+
+    def __init__(self, store: TrajectoryStore, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **kwargs: Any) -> None:
+        tools = (kwargs.get("invocation_params") or {}).get("tools") or []
+        for batch in messages:
+            system, digest = prompt_digest(batch, tools)
+            with self._lock:
+                if digest in self._seen:
+                    continue
+                self._seen.add(digest)
+            self.store.add_event(self.run_id, PROMPT_NODE, {"id": digest, "system": system,
+                                                             "tools": _json_safe(list(tools))})
+
+
+def _with_recorder(callbacks: Any, recorder: PromptRecorder) -> Any:
+    if callbacks is None:
+        return [recorder]
+    if isinstance(callbacks, list):
+        return [*callbacks, recorder]
+    manager = callbacks.copy()  # a callback manager
+    manager.add_handler(recorder, inherit=True)
+    return manager
 
 
 def _payload(update: Any) -> dict[str, Any]:

@@ -56,6 +56,10 @@ def _run_one(call: Mapping[str, Any], tools: Mapping[str, BaseTool]) -> ToolMess
     if tool is None:
         msg = f"Error: there is no tool named {name!r}. Available tools: {', '.join(sorted(tools)) or 'none'}."
         return reply(msg, "unknown tool")
+    unknown = sorted(set(call["args"]) - set(_properties(tool)))
+    if unknown and not _takes_any(tool):
+        return reply(f"Error: invalid arguments for {name}: unknown argument(s) {', '.join(map(repr, unknown))}. "
+                     f"Expected parameters: {_params(tool)}.", "invalid arguments")
     timeout = tool_timeout(tool)
     try:
         result = _pool.submit(_invoke, tool, dict(call["args"]), timeout).result(timeout=timeout)
@@ -90,10 +94,22 @@ def _invalid(call: Mapping[str, Any]) -> ToolMessage:
     )
 
 
+def _schema(tool: BaseTool) -> dict[str, Any]:
+    schema = tool.tool_call_schema
+    return schema.model_json_schema() if inspect.isclass(schema) else dict(schema)
+
+
+def _properties(tool: BaseTool) -> dict[str, Any]:
+    return _schema(tool).get("properties", {})
+
+
+def _takes_any(tool: BaseTool) -> bool:
+    """A schema that says so (``additionalProperties``) accepts arguments it does not list."""
+    return bool(_schema(tool).get("additionalProperties"))
+
+
 def _params(tool: BaseTool) -> str:
-    props = (tool.tool_call_schema.model_json_schema() if inspect.isclass(tool.tool_call_schema)
-             else tool.tool_call_schema).get("properties", {})
-    return ", ".join(f"{k} ({v.get('type', 'any')})" for k, v in props.items()) or "none"
+    return ", ".join(f"{k} ({v.get('type', 'any')})" for k, v in _properties(tool).items()) or "none"
 
 
 def _to_text(value: Any) -> str:

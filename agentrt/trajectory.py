@@ -13,7 +13,9 @@ plus an append-only list of events, because appending is what survives a crash m
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -21,17 +23,32 @@ from langchain_core.messages import (
     AIMessage,
     BaseMessage,
     RemoveMessage,
+    SystemMessage,
     ToolMessage,
     convert_to_openai_messages,
     messages_from_dict,
 )
 from pydantic import BaseModel, Field
 
-SCHEMA_VERSION = 1
-"""Bump when a stored or exported field changes meaning; old readers refuse newer stores."""
+SCHEMA_VERSION = 2
+"""Bump when a stored or exported field changes meaning; old readers refuse newer stores.
+2: runs record their process, and feedback has its own table (a version-1 store is migrated)."""
 
 INPUT_NODE = "__input__"
 """Node name of the event the runner writes first: the run's input messages."""
+
+RESUME_NODE = "__resume__"
+"""Node name of the event a resumed run starts with: the value it was resumed with (a review)."""
+
+PROMPT_NODE = "__prompt__"
+"""Node name of the events that record what a model call was offered: its system prompt and
+tools, once per distinct pair in a run (each assistant message names its pair by ``prompt_id``)."""
+
+RECORD_NODES = (INPUT_NODE, RESUME_NODE, PROMPT_NODE)  # written by the runner, not graph steps
+
+TOOL_INVALID = ("invalid arguments", "unknown tool", "malformed tool call")
+TOOL_TIMEOUT = "timeout"
+TOOL_REJECTED = "rejected by reviewer"
 
 Status = Literal["running", "completed", "failed", "interrupted"]
 STATUSES: tuple[str, ...] = ("running", "completed", "failed", "interrupted")
@@ -66,6 +83,55 @@ class TokenUsage(BaseModel):
     total_tokens: int = 0
 
 
+class PromptRecord(BaseModel):
+    """What a model call was offered besides the conversation: the system prompt and the tools."""
+
+    id: str
+    system: str | None = None
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def prompt_digest(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> tuple[str | None, str]:
+    """(system prompt, id) of a model call: the leading system messages' text and a short hash
+    of it with the tool schemas, the same in the model (which stamps it on its reply) and in the
+    recorder (which stores the prompt once per id)."""
+    parts = []
+    for m in messages:
+        if not isinstance(m, SystemMessage):
+            break
+        parts.append(m.content if isinstance(m.content, str) else json.dumps(m.content, sort_keys=True))
+    system = "\n\n".join(parts) if parts else None
+    blob = json.dumps({"system": system, "tools": list(tools)}, sort_keys=True, default=str)
+    return system, hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class ToolSummary(BaseModel):
+    """How a run's tool calls went: what an export checks before calling a run a success."""
+
+    calls: int = 0
+    invalid: int = 0  # malformed, unknown tool, or arguments that do not fit the schema
+    failed: int = 0  # the tool raised
+    timed_out: int = 0
+    rejected: int = 0  # a human reviewer refused the call
+    answered_after_success: bool | None = None  # the last assistant text came after a successful tool result
+
+    @property
+    def clean(self) -> bool:
+        """No call went wrong, and when tools were used the answer followed a result."""
+        bad = self.invalid + self.failed + self.timed_out + self.rejected
+        return bad == 0 and (self.calls == 0 or bool(self.answered_after_success))
+
+
+class Feedback(BaseModel):
+    """A judgement of a whole run by a person or a program, e.g. ``correct: 1`` or ``thumbs: -1``."""
+
+    key: str
+    score: float
+    comment: str | None = None
+    source: str | None = None  # who gave it: an API key id, "cli", ...
+    at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
 class CriticScore(BaseModel):
     """A judgement of part of a run (``target``, e.g. "round-2") by a named critic."""
 
@@ -88,7 +154,13 @@ class Trajectory(BaseModel):
     # per message, the raw text a local model sampled for it (tool calls still unparsed), else None:
     # what fine-tuning trains on, and what to read when a call was malformed
     sampled: list[str | None] = Field(default_factory=list)
+    # per message, what is known about it besides its text (None where nothing): the prompt it was
+    # sampled under (``prompt_id``), and for a turn a human reviewed, the review and the calls the
+    # model itself had written (``review``, ``model_tool_calls``, OpenAI format)
+    annotations: list[dict[str, Any] | None] = Field(default_factory=list)
+    prompts: list[PromptRecord] = Field(default_factory=list)
     tool_calls: list[ToolCallRecord]
+    tool_summary: ToolSummary = Field(default_factory=ToolSummary)
     events: list[NodeEvent]
     final_answer: str | None
     stop_reason: str | None
@@ -99,7 +171,25 @@ class Trajectory(BaseModel):
     duration_s: float | None
     critic_scores: list[CriticScore] = Field(default_factory=list)
     reward: float | None = None
+    feedback: list[Feedback] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def prompt_of(self, index: int) -> PromptRecord | None:
+        """The prompt the message at ``index`` was sampled under; for other messages, or a model
+        that does not stamp its replies, the run's only prompt if it had just one."""
+        by_id = {p.id: p for p in self.prompts}
+        note = self.annotations[index] if index < len(self.annotations) else None
+        if note and note.get("prompt_id") in by_id:
+            return by_id[note["prompt_id"]]
+        return self.prompts[0] if len(self.prompts) == 1 else None
+
+    def latest_feedback(self, key: str) -> Feedback | None:
+        found = [f for f in self.feedback if f.key == key]
+        return max(found, key=lambda f: f.at) if found else None
+
+    @property
+    def human_edited(self) -> bool:
+        return any(n and (n.get("review") or {}).get("action") == "edit" for n in self.annotations)
 
 
 class RunSummary(BaseModel):
@@ -218,13 +308,46 @@ def _usage(messages: list[BaseMessage]) -> TokenUsage:
     return usage
 
 
+def _annotations(messages: list[BaseMessage]) -> list[dict[str, Any] | None]:
+    out: list[dict[str, Any] | None] = []
+    for m in messages:
+        meta = m.response_metadata or {}
+        note = {k: meta[k] for k in ("prompt_id", "review", "model_tool_calls") if meta.get(k) is not None}
+        out.append(note or None)
+    return out
+
+
+def _tool_summary(messages: list[BaseMessage], records: list[ToolCallRecord]) -> ToolSummary:
+    summary = ToolSummary(calls=len(records))
+    for r in records:
+        if r.error is None:
+            continue
+        if r.error in TOOL_INVALID:
+            summary.invalid += 1
+        elif r.error == TOOL_TIMEOUT:
+            summary.timed_out += 1
+        elif r.error == TOOL_REJECTED:
+            summary.rejected += 1
+        elif r.error != UNANSWERED:
+            summary.failed += 1
+    if records:
+        success_seen, answered = False, False
+        for m in messages:
+            if isinstance(m, ToolMessage):
+                success_seen = success_seen or m.status != "error"
+            elif isinstance(m, AIMessage) and not m.tool_calls and not m.invalid_tool_calls and str(m.content).strip():
+                answered = success_seen
+        summary.answered_after_success = answered
+    return summary
+
+
 def sampled_texts(messages: list[BaseMessage]) -> list[str | None]:
     """Per message, the raw text a local model sampled for it (``response_metadata["raw_text"]``)."""
     return [m.response_metadata.get("raw_text") if isinstance(m, AIMessage) else None for m in messages]
 
 
 def assemble(header: dict[str, Any], events: list[tuple[int, float, str, dict[str, Any]]],
-             scores: list[CriticScore]) -> Trajectory:
+             scores: list[CriticScore], feedback: Sequence[Feedback] = ()) -> Trajectory:
     """Build a ``Trajectory`` from a stored run row and its events ``(seq, at, node, payload)``.
 
     ``header`` holds the ``runs`` columns (timestamps as unix floats, ``metadata`` as JSON text or
@@ -235,17 +358,21 @@ def assemble(header: dict[str, Any], events: list[tuple[int, float, str, dict[st
     node_events = [
         NodeEvent(seq=seq, node=node, at=utc(at), elapsed_s=max(0.0, at - started),
                   keys=list(payload) if isinstance(payload, dict) else [])
-        for seq, at, node, payload in sorted(events, key=lambda e: e[0]) if node != INPUT_NODE
+        for seq, at, node, payload in sorted(events, key=lambda e: e[0]) if node not in RECORD_NODES
     ]
+    prompts = [PromptRecord.model_validate(p) for _seq, _at, node, p in sorted(events, key=lambda e: e[0])
+               if node == PROMPT_NODE]
+    records = _tool_records(messages)
     ended = header.get("ended_at")
     return Trajectory(
         run_id=header["run_id"], thread_id=header.get("thread_id"), graph=header["graph"],
         model=header.get("model"), input=header.get("input") or "", status=header["status"],
         messages=convert_to_openai_messages(messages) if messages else [],
-        sampled=sampled_texts(messages),
-        tool_calls=_tool_records(messages), events=node_events,
+        sampled=sampled_texts(messages), annotations=_annotations(messages), prompts=prompts,
+        tool_calls=records, tool_summary=_tool_summary(messages, records), events=node_events,
         final_answer=header.get("final_answer"), stop_reason=header.get("stop_reason"),
         error=header.get("error"), usage=_usage(messages), started_at=utc(started),
         ended_at=None if ended is None else utc(ended), duration_s=_duration(header),
-        critic_scores=list(scores), reward=header.get("reward"), metadata=_metadata(header.get("metadata")),
+        critic_scores=list(scores), reward=header.get("reward"), feedback=list(feedback),
+        metadata=_metadata(header.get("metadata")),
     )

@@ -33,6 +33,7 @@ from agentrt.trajectory import (
     SCHEMA_VERSION,
     STATUSES,
     CriticScore,
+    Feedback,
     RunSummary,
     Trajectory,
     assemble,
@@ -42,7 +43,7 @@ from agentrt.trajectory import (
 
 __all__ = ["TrajectoryStore", "TrajectoryStoreError", "default_store_path"]
 
-_TABLES = ("runs", "events", "critic_scores")
+_TABLES = ("runs", "events", "critic_scores", "feedback")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -83,6 +84,16 @@ CREATE TABLE IF NOT EXISTS critic_scores (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS critic_scores_run ON critic_scores(run_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    score REAL NOT NULL,
+    comment TEXT,
+    source TEXT,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_run ON feedback(run_id);
 """
 _MIN_PREFIX = 4
 _FINISHED = tuple(s for s in STATUSES if s != "running")
@@ -296,6 +307,18 @@ class TrajectoryStore:
         if n == 0:
             raise TrajectoryStoreError(f"no run {run_id!r} in {self.path} (agentrt traj list shows the ids)")
 
+    def add_feedback(self, run_id: str, feedback: Feedback) -> None:
+        """Record a judgement of a whole run (a key such as ``correct``, a score, a comment)."""
+        if not math.isfinite(feedback.score):
+            raise TrajectoryStoreError(f"a feedback score must be a finite number, not {feedback.score!r}")
+        n = self._write(
+            "INSERT INTO feedback (run_id, key, score, comment, source, at)"
+            " SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?)",
+            (run_id, feedback.key, float(feedback.score), feedback.comment, feedback.source, feedback.at.timestamp(),
+             run_id))
+        if n == 0:
+            raise TrajectoryStoreError(f"no run {run_id!r} in {self.path} (agentrt traj list shows the ids)")
+
     def mark_interrupted(self) -> builtins.list[str]:
         """Every "running" run whose process is gone becomes "interrupted"; returns their ids.
 
@@ -366,6 +389,8 @@ class TrajectoryStore:
         events = self._query("SELECT seq, at, node, payload FROM events WHERE run_id = ? ORDER BY seq", (run_id,))
         scores = self._query("SELECT critic, target, score, accepted, at FROM critic_scores WHERE run_id = ?"
                              " ORDER BY id", (run_id,))
+        feedback = self._query("SELECT key, score, comment, source, at FROM feedback WHERE run_id = ? ORDER BY id",
+                               (run_id,))
         try:
             return assemble(
                 header[0],
@@ -373,6 +398,8 @@ class TrajectoryStore:
                 [CriticScore(critic=s["critic"], target=s["target"], score=s["score"],
                              accepted=None if s["accepted"] is None else bool(s["accepted"]), at=utc(s["at"]))
                  for s in scores],
+                [Feedback(key=f["key"], score=f["score"], comment=f["comment"], source=f["source"], at=utc(f["at"]))
+                 for f in feedback],
             )
         except (ValueError, TypeError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
             raise TrajectoryStoreError(f"run {run_id!r} in {self.path} cannot be read: {exc}") from exc

@@ -318,7 +318,7 @@ def test_malformed_tool_calls_are_skipped_and_reported(runs, tmp_path):
         report = export(other, tmp_path / "t.jsonl", "trl")
     assert report.written == 0 and [s.run_id for s in report.skipped] == [array_args]
     assert "'[1, 2]' are not a JSON object" in report.skipped[0].reason
-    assert (tmp_path / "t.jsonl").read_text() == ""
+    assert not (tmp_path / "t.jsonl").exists()  # nothing to write: no file
     # the same kinds of damage in the messages themselves (e.g. a store written by another tool)
     good = store.get(ids["parallel"])
     for damage, reason in [("not json", "not valid JSON"), ("[2, 3]", "not an object"), (None, "NoneType")]:
@@ -345,11 +345,11 @@ def test_interrupted_export_leaves_no_file(runs, tmp_path, monkeypatch):
 
     real, calls = module.to_openai, []
 
-    def dies_on_second(traj):
+    def dies_on_second(traj, edits="as-run"):
         calls.append(traj.run_id)
         if len(calls) == 2:
             raise KeyboardInterrupt  # Ctrl-C halfway through
-        return real(traj)
+        return real(traj, edits)
 
     monkeypatch.setattr(module, "to_openai", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
@@ -358,12 +358,16 @@ def test_interrupted_export_leaves_no_file(runs, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.jsonl"]  # no partial file, no sidecar
 
 
-def test_empty_selection_writes_an_empty_file_and_says_so(runs, tmp_path):
+def test_empty_selection_writes_no_file_and_says_so(runs, tmp_path):
     store, _ids = runs
-    report = export(store, tmp_path / "none.jsonl", "openai", ExportFilter(graph="no-such-graph"))
-    assert report.written == 0 and not report.skipped
-    assert (tmp_path / "none.jsonl").read_text() == ""
-    assert "no trajectories matched the filters" in report.summary() and "empty file" in report.summary()
+    (tmp_path / "kept.jsonl").write_text("an earlier export\n")
+    for name in ("none.jsonl", "kept.jsonl"):
+        report = export(store, tmp_path / name, "openai", ExportFilter(graph="no-such-graph"))
+        assert report.written == 0 and not report.skipped
+        assert "no trajectories matched the filters; no file was written" in report.summary()
+    assert not (tmp_path / "none.jsonl").exists()
+    assert (tmp_path / "kept.jsonl").read_text() == "an earlier export\n"  # not replaced by an empty one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.jsonl"]
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -411,8 +415,8 @@ def test_cli_empty_selection_and_errors(runs, tmp_path):
     store, _ids = runs
     out = tmp_path / "none.jsonl"
     result = _cli(store, tmp_path, "--format", "openai", "--out", str(out), "--graph", "nope")
-    assert result.exit_code == 0 and out.read_text() == ""
-    assert "no trajectories matched the filters; wrote an empty file" in result.said
+    assert result.exit_code == 1 and not out.exists()
+    assert "no trajectories matched the filters; no file was written" in result.said
     for args, message in [
         (["--format", "csv"], "unknown format 'csv': use one of jsonl, openai, trl"),
         (["--format", "openai", "--verdict", "maybe"], "unknown verdict 'maybe'"),

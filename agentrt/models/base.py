@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentrt.models.streaming import final_chunk, restore_invalid_calls
 from agentrt.tool import openai_schemas
+from agentrt.trajectory import prompt_digest
 
 
 class SamplingParams(BaseModel):
@@ -104,12 +105,15 @@ class AgentChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         params = self.params.merged({**kwargs, "stop": stop})
+        tools = kwargs.get("tools") or []
         started = time.perf_counter()
-        outputs = self._chat(messages, kwargs.get("tools") or [], params)
+        outputs = self._chat(messages, tools, params)
         latency = time.perf_counter() - started
+        prompt_id = prompt_digest(messages, tools)[1]  # the trajectory keeps that prompt once, under this id
         for message in outputs:
             message.response_metadata.setdefault("latency_s", latency)
             message.response_metadata.setdefault("model", self.spec)
+            message.response_metadata.setdefault("prompt_id", prompt_id)
         return ChatResult(generations=[ChatGeneration(message=m) for m in outputs])
 
     def _stream(
@@ -120,11 +124,13 @@ class AgentChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         params = self.params.merged({**kwargs, "stop": stop}).model_copy(update={"n": 1})
+        tools = kwargs.get("tools") or []
         started = time.perf_counter()
-        for chunk in self._chat_stream(messages, kwargs.get("tools") or [], params):
+        for chunk in self._chat_stream(messages, tools, params):
             if chunk.response_metadata.get("finish_reason"):
                 chunk.response_metadata.setdefault("latency_s", time.perf_counter() - started)
                 chunk.response_metadata.setdefault("model", self.spec)
+                chunk.response_metadata.setdefault("prompt_id", prompt_digest(messages, tools)[1])
             generation = ChatGenerationChunk(message=chunk)
             if run_manager and isinstance(chunk.content, str) and chunk.content:
                 run_manager.on_llm_new_token(chunk.content, chunk=generation)

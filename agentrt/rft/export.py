@@ -11,6 +11,14 @@ exact shape a trainer reads. Two targets:
   ``name``, and the extra columns ``task_type`` and ``difficulty`` ride along (TRL ignores unknown
   columns; they let a user balance or filter the data set).
 
+Each example is what the model saw and did: the system prompt and tools it was offered (recorded
+per model call), the user's messages, its tool calls and their results. A run is a success only
+if it completed and its tool calls went right: by default, runs with an invalid, failed,
+timed-out or rejected tool call, or whose answer did not follow a successful tool result, are
+left out and counted. Turns a human reviewer edited are emitted as they ran (``edits="as-run"``),
+as the model wrote them (``"model"``: the conversation stops after that turn, since what followed
+depended on the edit), or not at all (``"skip"``); the report says which.
+
 A trajectory that cannot become a valid example (a malformed tool call, a tool answer to a call
 nobody made, no assistant turn) is skipped and named in the :class:`ExportReport`, never written:
 one bad run must neither crash an export of thousands nor poison the file a trainer rejects later.
@@ -43,6 +51,7 @@ __all__ = [
 ]
 
 Format = Literal["jsonl", "openai", "trl"]
+Edits = Literal["as-run", "model", "skip"]
 FORMATS: tuple[str, ...] = ("jsonl", "openai", "trl")
 
 # OpenAI's rule for function names (Chat Completions `function.name`).
@@ -86,6 +95,9 @@ class ExportFilter(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     task_types: list[TaskType] = Field(default_factory=list)
+    feedback_key: str = "correct"
+    min_feedback: float | None = None  # the latest feedback under ``feedback_key`` is at least this
+    tool_errors: bool = False  # also runs whose tool calls went wrong (training formats leave them out)
 
     @field_validator("since", "until")
     @classmethod
@@ -107,6 +119,10 @@ def matches(traj: Trajectory, flt: ExportFilter) -> bool:
         return False
     if flt.verdict is not None and _passed(traj) is not (flt.verdict == "passed"):
         return False  # a run with no verdict matches neither "passed" nor "failed"
+    if flt.min_feedback is not None:
+        latest = traj.latest_feedback(flt.feedback_key)
+        if latest is None or latest.score < flt.min_feedback:
+            return False
     return not flt.task_types or traj.metadata.get("task_type") in flt.task_types
 
 
@@ -206,12 +222,39 @@ def _answer_pending(pending: dict[str, str], message: _Message, index: int) -> _
     return message.model_copy(update={"name": message.name or name})
 
 
-def _messages(traj: Trajectory) -> list[_Message]:
+def _first_assistant(traj: Trajectory) -> int | None:
+    return next((i for i, m in enumerate(traj.messages) if m.get("role") == "assistant"), None)
+
+
+def _conversation(traj: Trajectory, edits: Edits) -> list[dict[str, Any]]:
+    """The run's messages as the model saw them: its system prompt first (from the prompt record,
+    when the messages do not start with one), and edited turns as ``edits`` says."""
+    messages = list(traj.messages)
+    first = _first_assistant(traj)
+    prompt = traj.prompt_of(first) if first is not None else None
+    if prompt and prompt.system and (not messages or messages[0].get("role") != "system"):
+        messages.insert(0, {"role": "system", "content": prompt.system})
+        offset = 1
+    else:
+        offset = 0
+    if edits == "model":
+        for i, note in enumerate(traj.annotations):
+            if note and (note.get("review") or {}).get("action") == "edit":
+                written = note.get("model_tool_calls") or []
+                turn = {**messages[i + offset], "tool_calls": [
+                    {"id": c["id"], "type": "function", "function": {
+                        "name": c["name"], "arguments": json.dumps(c.get("args") or {}, ensure_ascii=False)}}
+                    for c in written]}
+                return messages[: i + offset] + [turn]  # what followed answered the edited calls
+    return messages
+
+
+def _messages(traj: Trajectory, edits: Edits = "as-run") -> list[_Message]:
     """The conversation checked once for what both formats need, in a form both can render."""
     _check_records(traj)
     out: list[_Message] = []
     pending: dict[str, str] = {}  # open call id -> tool name
-    for index, raw in enumerate(traj.messages):
+    for index, raw in enumerate(_conversation(traj, edits)):
         where = f"message {index}"
         role = raw.get("role")
         if role not in ("system", "user", "assistant", "tool"):
@@ -236,9 +279,14 @@ def _messages(traj: Trajectory) -> list[_Message]:
 
 
 def _tools(traj: Trajectory) -> list[dict[str, Any]]:
-    """The tool schemas offered to the model (run metadata ``tools``), checked and reduced to the
-    keys of an OpenAI function: name, description, parameters, strict."""
-    raw = traj.metadata.get("tools") or []
+    """The tool schemas offered to the model (run metadata ``tools`` where a task set them, else
+    the recorded prompt of its first turn), checked and reduced to the keys of an OpenAI function:
+    name, description, parameters, strict."""
+    raw = traj.metadata.get("tools")
+    if raw is None:
+        first = _first_assistant(traj)
+        prompt = traj.prompt_of(first) if first is not None else None
+        raw = prompt.tools if prompt else []
     if not isinstance(raw, list):
         raise MalformedTrajectory("metadata 'tools' is not a list of tool schemas")
     tools: list[dict[str, Any]] = []
@@ -261,7 +309,7 @@ def _meta(traj: Trajectory) -> dict[str, Any]:
     }
 
 
-def to_openai(traj: Trajectory) -> dict[str, Any]:
+def to_openai(traj: Trajectory, edits: Edits = "as-run") -> dict[str, Any]:
     """One line of an OpenAI fine-tuning file: exactly ``{"messages": [...]}`` plus ``"tools"`` when
     tools were offered. OpenAI refuses any other top-level key, so ``task_type`` and ``difficulty``
     are not in the line: ``export(..., sidecar=True)`` writes them to a parallel ``.meta.jsonl``.
@@ -269,7 +317,7 @@ def to_openai(traj: Trajectory) -> dict[str, Any]:
     Raises :class:`MalformedTrajectory` when the run cannot be a valid example.
     """
     messages: list[dict[str, Any]] = []
-    for m in _messages(traj):
+    for m in _messages(traj, edits):
         if m.role == "tool":
             messages.append({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content})
         elif m.role == "assistant" and m.tool_calls:
@@ -303,7 +351,7 @@ def _trl_tool(tool: dict[str, Any]) -> dict[str, Any]:
     }}
 
 
-def to_trl(traj: Trajectory) -> dict[str, Any]:
+def to_trl(traj: Trajectory, edits: Edits = "as-run") -> dict[str, Any]:
     """One row of a TRL / transformers conversational data set with tools.
 
     ``{"messages": [...], "tools": [...], "task_type": ..., "difficulty": ...}``: tool-call
@@ -317,7 +365,7 @@ def to_trl(traj: Trajectory) -> dict[str, Any]:
     Raises :class:`MalformedTrajectory` when the run cannot be a valid example.
     """
     messages: list[dict[str, Any]] = []
-    for m in _messages(traj):
+    for m in _messages(traj, edits):
         if m.role == "tool":
             messages.append({"role": "tool", "name": m.name, "content": m.content})
         elif m.role == "assistant" and m.tool_calls:
@@ -513,6 +561,9 @@ class ExportReport(BaseModel):
     format: Format
     written: int
     skipped: list[SkippedRun] = Field(default_factory=list)
+    tool_errors: int = 0  # runs left out because a tool call went wrong (see ExportFilter.tool_errors)
+    edits: Edits = "as-run"  # how turns a human edited were emitted
+    edited: int = 0  # runs with such turns (emitted as ``edits`` says, or left out for "skip")
     path: Path | None = None  # None: written to a stream
     sidecar: Path | None = None
 
@@ -520,12 +571,20 @@ class ExportReport(BaseModel):
         """One line for a person: how many, where, how many skipped; an empty result says so."""
         where = f" to {self.path}" if self.path else ""
         unit = "trajectories" if self.format == "jsonl" else f"{self.format} examples"
-        if self.written == 0 and not self.skipped:
-            text = "no trajectories matched the filters" + (f"; wrote an empty file {self.path}" if self.path else "")
+        if self.written == 0:
+            text = "no trajectories matched the filters; no file was written" if self.path else \
+                "no trajectories matched the filters"
         else:
             text = f"exported {self.written} {unit}{where}"
         if self.skipped:
             text += f"; skipped {len(self.skipped)} malformed"
+        if self.tool_errors:
+            text += (f"; left out {self.tool_errors} whose tool calls went wrong (invalid, failed, timed out or "
+                     "rejected, or no answer after a tool result; --tool-errors keeps them)")
+        if self.edited:
+            how = {"as-run": "as they ran (human edits included)", "model": "as the model wrote them",
+                   "skip": "not at all"}[self.edits]
+            text += f"; {self.edited} runs had turns a human edited, emitted {how}"
         if self.sidecar:
             text += f" (task_type and difficulty in {self.sidecar})"
         return text
@@ -543,25 +602,34 @@ def _line(value: dict[str, Any]) -> str:
 
 
 def write_examples(store: TrajectoryStore, out: TextIO, fmt: Format = "openai", flt: ExportFilter | None = None,
-                   meta: TextIO | None = None) -> ExportReport:
+                   meta: TextIO | None = None, edits: Edits = "as-run") -> ExportReport:
     """Write matching runs to ``out`` one per line (and, for ``openai``, their task type and
-    difficulty to ``meta``, same order); malformed runs are skipped and reported."""
+    difficulty to ``meta``, same order); malformed runs are skipped and reported, and runs whose
+    tool calls went wrong are left out and counted unless the filter keeps them."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if meta is not None and fmt != "openai":
         raise ValueError("a sidecar is for the openai format only: the trl format carries task_type and "
                          "difficulty as columns, and jsonl keeps the whole trajectory")
-    report = ExportReport(format=fmt, written=0)
+    flt = flt or ExportFilter()
+    report = ExportReport(format=fmt, written=0, edits=edits)
     for traj in select(store, flt):
         if fmt == "jsonl":
             out.write(traj.model_dump_json() + "\n")
             report.written += 1
             continue
         try:
-            example = to_openai(traj) if fmt == "openai" else to_trl(traj)
+            example = to_openai(traj, edits) if fmt == "openai" else to_trl(traj, edits)
         except MalformedTrajectory as exc:
             report.skipped.append(SkippedRun(run_id=traj.run_id, reason=str(exc)))
             continue
+        if not flt.tool_errors and not traj.tool_summary.clean:
+            report.tool_errors += 1
+            continue
+        if traj.human_edited:
+            report.edited += 1
+            if edits == "skip":
+                continue
         out.write(_line(example))
         if meta is not None:
             meta.write(_line({"run_id": traj.run_id, **_meta(traj)}))
@@ -577,14 +645,15 @@ def _temp_beside(path: Path) -> tuple[TextIO, Path]:
 
 
 def export(store: TrajectoryStore, out_path: str | Path, fmt: Format = "openai", flt: ExportFilter | None = None,
-           sidecar: bool = False) -> ExportReport:
+           sidecar: bool = False, edits: Edits = "as-run") -> ExportReport:
     """Export matching runs to ``out_path`` in ``fmt`` (``openai``, ``trl``, or ``jsonl``: whole
     trajectories).
 
     ``sidecar=True`` (openai only) also writes ``task_type`` and ``difficulty`` per example to
     :func:`meta_path` (``train.jsonl`` -> ``train.meta.jsonl``), one line per example in the same
     order, because an OpenAI line may hold nothing but ``messages`` and ``tools``. Both files are
-    written to temporary files and renamed only when complete.
+    written to temporary files and renamed only when complete; when nothing matched, neither is
+    written (an existing file is left as it was).
     """
     out = Path(out_path).expanduser()
     if out.is_dir():
@@ -604,7 +673,11 @@ def export(store: TrajectoryStore, out_path: str | Path, fmt: Format = "openai",
                 meta, meta_tmp = _temp_beside(side)
                 stack.enter_context(meta)
                 temps.append(meta_tmp)
-            report = write_examples(store, f, fmt, flt, meta)
+            report = write_examples(store, f, fmt, flt, meta, edits)
+        if report.written == 0:
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
+            return report.model_copy(update={"path": out})
         if side is not None:
             os.replace(temps[1], side)  # the sidecar first: the main file appears last, complete with its pair
         os.replace(temps[0], out)
