@@ -227,6 +227,30 @@ def traj_show(run_id: str, store: StoreOpt = None, as_json: Annotated[bool, type
         console.print(Panel(t.final_answer, title="answer", border_style="green"))
 
 
+@traj_app.command("feedback")
+def traj_feedback(
+    run_id: Annotated[str, typer.Argument(help="the run (a unique prefix of its id is enough)")],
+    score: Annotated[float, typer.Option(help="the judgement, e.g. 1 for right and 0 for wrong")],
+    key: Annotated[str, typer.Option(help="what is judged: correct, thumbs, ...")] = "correct",
+    comment: Annotated[str | None, typer.Option(help="why, in words")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Judge a run; exports and `agentrt rft train` can choose runs by it (--min-feedback)."""
+    import re
+
+    from agentrt.trajectory import Feedback
+
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", key):
+        _fail(f"--key {key!r}: use 1-64 letters, digits, . _ : or -")
+    try:
+        s = _store(store)
+        full = s.get(run_id).run_id
+        s.add_feedback(full, Feedback(key=key, score=score, comment=comment, source="cli"))
+    except KNOWN_ERRORS as exc:
+        _fail(str(exc))
+    err.print(f"feedback {key}={score:g} recorded for run {full}", highlight=False)
+
+
 @traj_app.command("export")
 def traj_export(
     out: Annotated[Path | None, typer.Option("--out", help="file to write (default: standard output)")] = None,

@@ -89,6 +89,7 @@ def stream_run(
             input=_describe(input), metadata={"configurable": _json_safe(conf), **(metadata or {})},
             started_at=started,
         )
+        record_history(store, run_id, graph, config, at=started)
         record_input(store, run_id, input, at=started)
         config["callbacks"] = _with_recorder(config.get("callbacks"), PromptRecorder(store, run_id))
     state: dict[str, Any] = {}
@@ -142,6 +143,21 @@ def run(graph: Any, graph_name: str, input: Any, config: dict[str, Any], store: 
     """Run to the end without streaming tokens; the result of :func:`stream_run`."""
     *_, end = stream_run(graph, graph_name, input, config, store, tokens=False)
     return end.data
+
+
+def record_history(store: TrajectoryStore, run_id: str, graph: Any, config: dict[str, Any], at: float) -> None:
+    """On a thread, the conversation the run continues (what the model will see before the new
+    input): a resumed run's record then holds the whole exchange, e.g. the user's question and
+    the model's original tool call that a reviewer edited, not only what came after."""
+    if not config.get("configurable", {}).get("thread_id") or getattr(graph, "checkpointer", None) is None:
+        return
+    try:
+        values = graph.get_state(config).values
+    except Exception:  # noqa: BLE001 - no usable checkpoint: the run itself will say what is wrong
+        return
+    prior = values.get("messages") if isinstance(values, dict) else None
+    if prior:
+        store.add_event(run_id, INPUT_NODE, _payload({"messages": _messages(prior)}), at=at)
 
 
 def record_input(store: TrajectoryStore, run_id: str, input: Any, at: float | None = None) -> None:

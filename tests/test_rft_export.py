@@ -144,7 +144,9 @@ def test_openai_export_lines_pass_openai_rules_and_sidecar_follows(runs, tmp_pat
     for row, side in zip(rows, meta, strict=True):  # line n of the sidecar belongs to line n of the data
         traj = store.get(side["run_id"])
         assert row["messages"][0]["content"] == traj.input and side["task_type"] == traj.metadata["task_type"]
-    assert [s.run_id for s in report.skipped] == [ids["malformed"]]
+    assert report.tool_errors == 1 and not report.skipped  # the malformed call is a tool call gone wrong
+    kept = export(store, tmp_path / "all.jsonl", "openai", ExportFilter(tool_errors=True))
+    assert [s.run_id for s in kept.skipped] == [ids["malformed"]]  # kept, it still cannot be an example
 
 
 GOOD = {
@@ -240,7 +242,7 @@ def test_trl_rows_are_tokenized_by_trl_with_qwen_chat_template(runs, tmp_path):
 
     store, ids = runs
     report = export(store, tmp_path / "train.jsonl", "trl")
-    assert report.written == 5 and [s.run_id for s in report.skipped] == [ids["malformed"]]
+    assert report.written == 5 and report.tool_errors == 1  # the malformed run
     tokenizer = _qwen_tokenizer()
     data = datasets.load_dataset("json", data_files=str(tmp_path / "train.jsonl"), split="train",
                                  cache_dir=str(tmp_path / "hf"))
@@ -315,7 +317,7 @@ def test_malformed_tool_calls_are_skipped_and_reported(runs, tmp_path):
         to_openai(store.get(ids["malformed"]))
     with TrajectoryStore(tmp_path / "other.sqlite") as other:
         array_args = _record(other, [_invalid("[1, 2]"), "Hm."], "Array arguments?", task_type="other", passed=True)
-        report = export(other, tmp_path / "t.jsonl", "trl")
+        report = export(other, tmp_path / "t.jsonl", "trl", ExportFilter(tool_errors=True))
     assert report.written == 0 and [s.run_id for s in report.skipped] == [array_args]
     assert "'[1, 2]' are not a JSON object" in report.skipped[0].reason
     assert not (tmp_path / "t.jsonl").exists()  # nothing to write: no file
@@ -388,7 +390,7 @@ def test_cli_exports_openai_and_trl(runs, tmp_path):
     assert result.exit_code == 0, result.output
     rows = _lines(out)
     assert len(rows) == 3 and all(check_openai_line(r) == [] for r in rows)
-    assert f"skipped run {ids['malformed']}" in result.said and "exported 3 openai examples" in result.said
+    assert "left out 1 whose tool calls went wrong" in result.said and "exported 3 openai examples" in result.said
     assert len(_lines(tmp_path / "o.meta.jsonl")) == 3
 
     out = tmp_path / "t.jsonl"

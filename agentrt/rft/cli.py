@@ -130,6 +130,56 @@ def run_cmd(
     console.print(f"report: {out / 'report.json'}, plot: {out / 'report.png'}")
 
 
+@rft_app.command("train")
+def train_cmd(
+    name: Annotated[str, typer.Option(help="adapter name: serve it as local:BASE+NAME (each training adds a version)")],
+    model: Annotated[str, typer.Option(help="base model spec to fine-tune (a local: model)")] = "local:qwen2.5-coder-0.5b",
+    store: Annotated[Path | None, typer.Option(help="trajectory database (default $AGENTRT_STORE or ~/.cache/agentrt/trajectories.sqlite)")] = None,
+    graph: Annotated[str | None, typer.Option(help="only runs of this graph")] = None,
+    run_model: Annotated[str | None, typer.Option(help="only runs made with this model spec")] = None,
+    min_feedback: Annotated[float | None, typer.Option(help="only runs whose latest feedback under --feedback-key is at least this")] = None,
+    feedback_key: Annotated[str, typer.Option(help="the feedback key --min-feedback reads")] = "correct",
+    verdict: Annotated[str | None, typer.Option(help="passed or failed: only runs a verifier judged so")] = None,
+    min_reward: Annotated[float | None, typer.Option(help="only runs with at least this reward")] = None,
+    tool_errors: Annotated[bool, typer.Option("--tool-errors", help="also runs whose tool calls went wrong")] = False,
+    edits: Annotated[str, typer.Option(help="turns a human edited: as-run, model, or skip")] = "as-run",
+    epochs: Annotated[int, typer.Option(min=1)] = 2,
+    lr: Annotated[float, typer.Option(min=0.0)] = 2e-4,
+    rank: Annotated[int, typer.Option(min=1)] = 8,
+    batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    max_length: Annotated[int, typer.Option(min=32)] = 1024,
+) -> None:
+    """Fine-tune on collected runs: choose them from a trajectory store (feedback, verdict, reward,
+    graph, model), train a LoRA adapter on what the model sampled, register it under NAME."""
+    from pydantic import ValidationError
+
+    from agentrt.rft.export import ExportFilter
+    from agentrt.rft.from_store import train_from_store
+    from agentrt.rft.sft import SFTError, SFTSettings
+    from agentrt.trajectory_store import TrajectoryStore, TrajectoryStoreError, default_store_path
+
+    if edits not in ("as-run", "model", "skip"):
+        _fail(f"unknown --edits {edits!r}: use as-run, model or skip")
+    try:
+        flt = ExportFilter(graph=graph, model=run_model, min_feedback=min_feedback, feedback_key=feedback_key,
+                           verdict=verdict, min_reward=min_reward, tool_errors=tool_errors)
+    except ValidationError as exc:
+        _fail(f"{exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+    settings = SFTSettings(epochs=epochs, lr=lr, rank=rank, alpha=2 * rank, batch_size=batch_size, max_length=max_length)
+    try:
+        with TrajectoryStore(store or default_store_path()) as trajectories, _progress() as bars:
+            task = bars.add_task("fine-tuning", total=None)
+            chosen, report = train_from_store(
+                trajectories, flt, base_spec=model, name=name, edits=edits, settings=settings,  # type: ignore[arg-type]
+                progress=lambda step, total, loss: bars.update(task, completed=step, total=total))
+    except (SFTError, ModelError, TrajectoryStoreError) as exc:
+        _fail(str(exc))
+    console.print(chosen.summary(), highlight=False)
+    console.print(f"trained {report.examples} assistant turns of {report.conversations} runs in {report.seconds:.0f} s "
+                  f"(loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}); registered {report.adapter}", highlight=False)
+    console.print(f"use it as [bold]{model.split('+')[0]}+{report.adapter}[/bold] (agentrt serve --allow-model ...)")
+
+
 @rft_app.command("bench-sampling")
 def bench_sampling(
     tasks: Annotated[Path, typer.Option(help="task file")],

@@ -46,8 +46,8 @@ from agentrt.trajectory import Status, Trajectory
 from agentrt.trajectory_store import TrajectoryStore
 
 __all__ = [
-    "ExportFilter", "ExportReport", "MalformedTrajectory", "SkippedRun", "check_openai_line", "export",
-    "meta_path", "select", "to_openai", "to_trl", "write_examples",
+    "ExportFilter", "ExportReport", "MalformedTrajectory", "SkippedRun", "Tally", "candidates", "check_openai_line",
+    "export", "meta_path", "select", "to_openai", "to_trl", "training_example", "write_examples",
 ]
 
 Format = Literal["jsonl", "openai", "trl"]
@@ -229,24 +229,46 @@ def _first_assistant(traj: Trajectory) -> int | None:
 def _conversation(traj: Trajectory, edits: Edits) -> list[dict[str, Any]]:
     """The run's messages as the model saw them: its system prompt first (from the prompt record,
     when the messages do not start with one), and edited turns as ``edits`` says."""
+    return _aligned(traj, edits)[0]
+
+
+def _aligned(traj: Trajectory, edits: Edits) -> tuple[list[dict[str, Any]], list[str | None]]:
+    """:func:`_conversation`, and per message the text the model sampled for it: None for the
+    system prompt put in front, and for a turn a human edited when it is emitted as it ran (the
+    model did not write that)."""
     messages = list(traj.messages)
+    sampled = list(traj.sampled) if len(traj.sampled) == len(messages) else [None] * len(messages)
     first = _first_assistant(traj)
     prompt = traj.prompt_of(first) if first is not None else None
+    offset = 0
     if prompt and prompt.system and (not messages or messages[0].get("role") != "system"):
         messages.insert(0, {"role": "system", "content": prompt.system})
+        sampled.insert(0, None)
         offset = 1
-    else:
-        offset = 0
-    if edits == "model":
-        for i, note in enumerate(traj.annotations):
-            if note and (note.get("review") or {}).get("action") == "edit":
-                written = note.get("model_tool_calls") or []
-                turn = {**messages[i + offset], "tool_calls": [
-                    {"id": c["id"], "type": "function", "function": {
-                        "name": c["name"], "arguments": json.dumps(c.get("args") or {}, ensure_ascii=False)}}
-                    for c in written]}
-                return messages[: i + offset] + [turn]  # what followed answered the edited calls
-    return messages
+    for i, note in enumerate(traj.annotations):
+        if not (note and (note.get("review") or {}).get("action") == "edit"):
+            continue
+        if edits != "model":
+            sampled[i + offset] = None
+            continue
+        written = note.get("model_tool_calls") or []
+        turn = {**messages[i + offset], "tool_calls": [
+            {"id": c["id"], "type": "function", "function": {
+                "name": c["name"], "arguments": json.dumps(c.get("args") or {}, ensure_ascii=False)}}
+            for c in written]}
+        end = i + offset  # what followed answered the edited calls: the example ends with the model's turn
+        return messages[:end] + [turn], sampled[: end + 1]
+    return messages, sampled
+
+
+def training_example(traj: Trajectory, edits: Edits = "as-run") -> tuple[dict[str, Any], list[str | None]]:
+    """An OpenAI-format example (checked, as :func:`to_openai` makes it) and, per message, the text
+    the model sampled for it: what ``agentrt rft train`` fine-tunes on."""
+    line = to_openai(traj, edits)
+    sampled = _aligned(traj, edits)[1]
+    if len(sampled) != len(line["messages"]):
+        raise MalformedTrajectory("the sampled texts do not line up with the messages")
+    return line, sampled
 
 
 def _messages(traj: Trajectory, edits: Edits = "as-run") -> list[_Message]:
@@ -555,15 +577,36 @@ class SkippedRun(BaseModel):
     reason: str
 
 
-class ExportReport(BaseModel):
+class Tally(BaseModel):
+    """Of the runs a filter matched, which were left out of training data and why."""
+
+    matched: int = 0
+    tool_errors: int = 0  # a tool call went wrong (see ExportFilter.tool_errors)
+    edits: Edits = "as-run"  # how turns a human edited are emitted
+    edited: int = 0  # runs with such turns (emitted as ``edits`` says, or left out for "skip")
+    skipped: list[SkippedRun] = Field(default_factory=list)  # malformed: cannot be an example
+
+
+def candidates(store: TrajectoryStore, flt: ExportFilter, tally: Tally) -> Iterator[Trajectory]:
+    """The matching runs that may become training examples, counting in ``tally`` those left out:
+    tool calls that went wrong (unless the filter keeps them), human edits when ``edits="skip"``."""
+    for traj in select(store, flt):
+        tally.matched += 1
+        if not flt.tool_errors and not traj.tool_summary.clean:
+            tally.tool_errors += 1
+            continue
+        if traj.human_edited:
+            tally.edited += 1
+            if tally.edits == "skip":
+                continue
+        yield traj
+
+
+class ExportReport(Tally):
     """What an export wrote, and which runs it left out and why."""
 
     format: Format
     written: int
-    skipped: list[SkippedRun] = Field(default_factory=list)
-    tool_errors: int = 0  # runs left out because a tool call went wrong (see ExportFilter.tool_errors)
-    edits: Edits = "as-run"  # how turns a human edited were emitted
-    edited: int = 0  # runs with such turns (emitted as ``edits`` says, or left out for "skip")
     path: Path | None = None  # None: written to a stream
     sidecar: Path | None = None
 
@@ -613,23 +656,18 @@ def write_examples(store: TrajectoryStore, out: TextIO, fmt: Format = "openai", 
                          "difficulty as columns, and jsonl keeps the whole trajectory")
     flt = flt or ExportFilter()
     report = ExportReport(format=fmt, written=0, edits=edits)
-    for traj in select(store, flt):
-        if fmt == "jsonl":
+    if fmt == "jsonl":  # whole records: every matching run, as it is
+        for traj in select(store, flt):
             out.write(traj.model_dump_json() + "\n")
+            report.matched += 1
             report.written += 1
-            continue
+        return report
+    for traj in candidates(store, flt, report):
         try:
             example = to_openai(traj, edits) if fmt == "openai" else to_trl(traj, edits)
         except MalformedTrajectory as exc:
             report.skipped.append(SkippedRun(run_id=traj.run_id, reason=str(exc)))
             continue
-        if not flt.tool_errors and not traj.tool_summary.clean:
-            report.tool_errors += 1
-            continue
-        if traj.human_edited:
-            report.edited += 1
-            if edits == "skip":
-                continue
         out.write(_line(example))
         if meta is not None:
             meta.write(_line({"run_id": traj.run_id, **_meta(traj)}))

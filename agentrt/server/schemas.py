@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
 MAX_OFFSET = 2**53  # beyond any table, within SQLite's integers
 MAX_DEPTH = 64  # JSON nesting a request may carry; orjson stops at 255 and JSON columns must stay readable
@@ -167,6 +167,19 @@ class RunCreate(_Request):
         if config is not None and not isinstance(config.get("configurable", {}), dict):
             raise ValueError("config.configurable must be an object of settings, e.g. {\"temperature\": 0.2}")
         return config
+
+
+class FeedbackCreate(_Request):
+    key: str = Field(..., pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="what is judged, e.g. correct or thumbs")
+    score: StrictBool | StrictInt | StrictFloat = Field(..., description="a number (true/false count as 1/0)")
+    comment: str | None = Field(None, max_length=4000)
+
+    @field_validator("score")
+    @classmethod
+    def _finite(cls, score: float) -> float:
+        if score != score or score in (float("inf"), float("-inf")):
+            raise ValueError("score must be a finite number")
+        return score
 
 
 class Run(BaseModel):

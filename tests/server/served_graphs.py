@@ -44,7 +44,8 @@ def _nap_script(messages: list[BaseMessage]) -> AIMessage:
 registry.register("scripted:calc", ScriptedChatModel(spec="scripted:calc", script=_calc_script))
 registry.register("scripted:nap", ScriptedChatModel(spec="scripted:nap", script=_nap_script))
 
-calc = build_tool_agent([calculator], default_model="scripted:calc").compile(name="calc")
+calc = build_tool_agent([calculator], system_prompt="You are a calculator.", default_model="scripted:calc").compile(
+    name="calc")
 slow = build_tool_agent([nap], default_model="scripted:nap").compile(name="slow")
 
 
