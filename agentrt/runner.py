@@ -181,8 +181,8 @@ def record_input(store: TrajectoryStore, run_id: str, input: Any, at: float | No
 def _messages(raw: Any) -> list[BaseMessage]:
     try:
         return convert_to_messages(raw if isinstance(raw, list) else [raw])
-    except (ValueError, TypeError, NotImplementedError):
-        return []  # the graph itself will refuse it, and the run's error says why
+    except Exception:  # noqa: BLE001 - LangChain raises KeyError too; the graph itself will refuse it
+        return []
 
 
 class PromptRecorder(BaseCallbackHandler):

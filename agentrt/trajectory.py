@@ -155,8 +155,9 @@ class Trajectory(BaseModel):
     # what fine-tuning trains on, and what to read when a call was malformed
     sampled: list[str | None] = Field(default_factory=list)
     # per message, what is known about it besides its text (None where nothing): the prompt it was
-    # sampled under (``prompt_id``), and for a turn a human reviewed, the review and the calls the
-    # model itself had written (``review``, ``model_tool_calls``, OpenAI format)
+    # sampled under (``prompt_id``), the sampled tokens and their log-probabilities where the
+    # backend gives them (``token_ids``, ``logprobs``), and for a turn a human reviewed, the review
+    # and the calls the model itself had written (``review``, ``model_tool_calls``)
     annotations: list[dict[str, Any] | None] = Field(default_factory=list)
     prompts: list[PromptRecord] = Field(default_factory=list)
     tool_calls: list[ToolCallRecord]
@@ -312,7 +313,8 @@ def _annotations(messages: list[BaseMessage]) -> list[dict[str, Any] | None]:
     out: list[dict[str, Any] | None] = []
     for m in messages:
         meta = m.response_metadata or {}
-        note = {k: meta[k] for k in ("prompt_id", "review", "model_tool_calls") if meta.get(k) is not None}
+        note = {k: meta[k] for k in ("prompt_id", "review", "model_tool_calls", "token_ids", "logprobs")
+                if meta.get(k) is not None}
         out.append(note or None)
     return out
 
@@ -341,6 +343,25 @@ def _tool_summary(messages: list[BaseMessage], records: list[ToolCallRecord]) ->
     return summary
 
 
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def openai_messages(messages: list[BaseMessage]) -> list[dict[str, Any]]:
+    """The messages in OpenAI chat format, one for one. A message LangChain cannot convert (a
+    client may send content parts of any shape, and the graph keeps them) becomes its role and its
+    content as text: the record stays readable instead of failing on every read."""
+    try:
+        return convert_to_openai_messages(messages) if messages else []
+    except Exception:  # noqa: BLE001 - LangChain raises KeyError, TypeError, ValueError... on odd content
+        out = []
+        for m in messages:
+            try:
+                out.append(convert_to_openai_messages(m))
+            except Exception:  # noqa: BLE001 - as above
+                out.append({"role": _ROLES.get(m.type, m.type), "content": _text(m.content)})
+        return out
+
+
 def sampled_texts(messages: list[BaseMessage]) -> list[str | None]:
     """Per message, the raw text a local model sampled for it (``response_metadata["raw_text"]``)."""
     return [m.response_metadata.get("raw_text") if isinstance(m, AIMessage) else None for m in messages]
@@ -367,7 +388,7 @@ def assemble(header: dict[str, Any], events: list[tuple[int, float, str, dict[st
     return Trajectory(
         run_id=header["run_id"], thread_id=header.get("thread_id"), graph=header["graph"],
         model=header.get("model"), input=header.get("input") or "", status=header["status"],
-        messages=convert_to_openai_messages(messages) if messages else [],
+        messages=openai_messages(messages),
         sampled=sampled_texts(messages), annotations=_annotations(messages), prompts=prompts,
         tool_calls=records, tool_summary=_tool_summary(messages, records), events=node_events,
         final_answer=header.get("final_answer"), stop_reason=header.get("stop_reason"),

@@ -59,6 +59,18 @@ def test_smollm2_loads_and_generates():
 
 
 @needs_llamacpp
+@pytest.mark.model
+def test_sampled_token_ids_and_logprobs_are_recorded():
+    """The transformers backend keeps what it sampled as token ids, and their log-probabilities
+    when asked (``configurable.logprobs``), so training and critics need not guess."""
+    m = load_model("local:smollm2-135m", max_tokens=6, logprobs=True)
+    reply = m.invoke("Say hi")
+    ids, logprobs = reply.response_metadata["token_ids"], reply.response_metadata["logprobs"]
+    assert len(ids) == len(logprobs) == reply.usage_metadata["output_tokens"] and all(lp <= 0 for lp in logprobs)
+    plain = load_model("local:smollm2-135m", max_tokens=6).invoke("Say hi")
+    assert plain.response_metadata["token_ids"] == ids and "logprobs" not in plain.response_metadata
+
+
 def test_llamacpp_backend_same_answer():
     import graphs.react as react
     from agentrt.agent import final_answer, user_input

@@ -122,6 +122,7 @@ def test_kill_9_keeps_threads_and_trajectories_and_interrupted_runs_resume(tmp_p
 def test_schemathesis_finds_no_server_errors(tmp_path: Path) -> None:
     manifest = MANIFEST.parent / "fuzz_manifest.json"
     with running(tmp_path, manifest=manifest) as s:
+        server = s
         out = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "run", s.url + "/openapi.json", "--checks", "not_a_server_error",
              "--max-examples", "15", "--seed", "7", "--no-color", "--phases", "coverage,fuzzing",
@@ -131,3 +132,4 @@ def test_schemathesis_finds_no_server_errors(tmp_path: Path) -> None:
     summary = out.stdout[-3000:]
     assert "Server error" not in out.stdout, summary
     assert out.returncode == 0, summary
+    assert "Traceback" not in server.output(), server.output()[-3000:]  # nor one after a response began

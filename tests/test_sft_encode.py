@@ -65,3 +65,16 @@ def test_a_turn_past_max_length_is_dropped_and_one_cut_short_keeps_its_start(tok
     [(ids, labels)] = encode(tokenizer, conv, 1024)
     [(cut, cut_labels)] = encode(tokenizer, conv, len(ids) - 3)
     assert cut == ids[:-3] and cut_labels == labels[:-3]
+
+
+def test_recorded_token_ids_are_trained_as_they_are_without_re_tokenizing(tokenizer) -> None:
+    """Token ids the backend recorded win over the text: a text re-tokenized can split differently
+    from how the model sampled it (here an odd but valid split of the same text)."""
+    user = {"role": "user", "content": "add 2 and 3"}
+    odd = [t for ch in SAMPLED for t in tokenizer(ch, add_special_tokens=False)["input_ids"]]  # one char at a time
+    assert odd != tokenizer(SAMPLED, add_special_tokens=False)["input_ids"]
+    conv = Conversation(messages=[user, CALL], tools=[ADD], sampled=[None, SAMPLED], sampled_ids=[None, odd])
+    [(ids, labels)] = encode(tokenizer, conv, 1024)
+    assert [t for t in labels if t != IGNORE] == odd + [tokenizer.eos_token_id]
+    with pytest.raises(ValueError, match="sampled_ids has 1 entries for 2 messages"):
+        Conversation(messages=[user, CALL], sampled_ids=[odd])

@@ -204,3 +204,88 @@ def test_an_older_store_is_migrated(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(TrajectoryStoreError, match="newer agentrt \\(store schema 99"):
         TrajectoryStore(path)
+
+
+SMOLLM_MANIFEST = Path(__file__).parent / "server" / "smollm_manifest.json"
+
+
+@pytest.mark.model
+def test_from_served_runs_to_a_served_adapter_on_smollm2(tmp_path: Path) -> None:
+    """The whole loop on the real 135M model: serve an agent, run it through the SDK, give
+    feedback, export, fine-tune from the store, serve the adapter, answer with it."""
+    from langgraph_sdk import get_sync_client
+
+    env = {"AGENTRT_HOME": str(tmp_path / "home")}
+    data = tmp_path / "data"
+    questions = ["What is the capital of France?", "What color is the sky?", "How many legs has a cat?",
+                 "What is 2 plus 2?"]
+    with running(data, manifest=SMOLLM_MANIFEST, env=env) as s:
+        sdk = get_sync_client(url=s.url, api_key=None)
+        for q in questions:
+            out = sdk.runs.wait(None, "chat", input={"messages": [{"role": "user", "content": q}]})
+            assert out["messages"][-1]["type"] == "ai" and out["messages"][-1]["content"].strip()
+        runs = httpx.get(s.url + "/trajectories", params={"graph": "chat", "limit": 10}).json()
+        assert len(runs) == 4
+        for i, run in enumerate(runs):  # three judged right, one wrong
+            r = httpx.post(f"{s.url}/runs/{run['run_id']}/feedback", json={"key": "correct", "score": int(i < 3)})
+            assert r.status_code == 200
+    store = str(data / "trajectories.sqlite")
+    exported = tmp_path / "train.jsonl"
+    done = subprocess.run([sys.executable, "-m", "agentrt", "traj", "export", "--format", "openai", "--store", store,
+                           "--min-feedback", "1", "--out", str(exported)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert len(lines) == 3 and all(line["messages"][0] == {"role": "system", "content": "Answer in a few words."}
+                                   for line in lines)
+    done = subprocess.run([sys.executable, "-m", "agentrt", "rft", "train", "--name", "served-e2e", "--model",
+                           "local:smollm2-135m", "--store", store, "--min-feedback", "1", "--epochs", "1",
+                           "--max-length", "128"], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, **env, "COLUMNS": "300"})
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "3 of 3 matching runs kept" in said and "registered served-e2e@v1" in said
+    spec = "local:smollm2-135m+served-e2e"
+    with running(data, "--allow-model", spec, manifest=SMOLLM_MANIFEST, env=env) as s:
+        sdk = get_sync_client(url=s.url, api_key=None)
+        out = sdk.runs.wait(None, "chat", input={"messages": [{"role": "user", "content": questions[0]}]},
+                            config={"configurable": {"model": spec}})
+        assert out["messages"][-1]["content"].strip()
+        latest = httpx.get(s.url + "/trajectories", params={"graph": "chat", "limit": 1}).json()[0]
+        assert latest["model"] == spec and latest["status"] == "completed"
+        refused = httpx.post(s.url + "/runs/wait", json={"assistant_id": "chat", "input": {"messages": [
+            {"role": "user", "content": "hi"}]}, "config": {"configurable": {"model": spec + "@v9"}}})
+        assert refused.status_code == 403
+
+
+# --------------------------------------------------------------------------- in process, scripted model
+
+
+def test_each_input_form_is_recorded_as_messages(scripted, store) -> None:
+    from langchain_core.messages import HumanMessage
+
+    from agentrt.agent import build_tool_agent
+    from agentrt.runner import run, run_config
+
+    graph = build_tool_agent([], system_prompt="Be brief.").compile()
+    for form in ({"messages": [HumanMessage("hello")]}, {"messages": [{"role": "user", "content": "hello"}]},
+                 {"messages": [("user", "hello")]}, {"messages": "hello"}, {"messages": [{"type": "human",
+                                                                                         "content": "hello"}]}):
+        spec = scripted(["hi!"])
+        traj = store.get(run(graph, "g", form, run_config(model=spec), store).run_id)
+        assert traj.messages == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi!"}], form
+        assert traj.prompts[0].system == "Be brief." and traj.prompt_of(1) == traj.prompts[0]
+
+
+def test_unknown_tool_arguments_are_an_error_the_model_sees(scripted, store) -> None:
+    from agentrt.agent import build_tool_agent, user_input
+    from agentrt.models.scripted import call
+    from agentrt.runner import run, run_config
+    from tools import calculator
+
+    spec = scripted([call("calculator", expression="2+2", type="string"), "it is 4"])
+    result = run(build_tool_agent([calculator]).compile(), "g", user_input("2+2?"), run_config(model=spec), store)
+    traj = store.get(result.run_id)
+    (record,) = traj.tool_calls
+    assert record.error == "invalid arguments" and "unknown argument(s) 'type'" in record.result
+    assert "expression (string)" in record.result  # and what is expected
+    assert traj.status == "completed" and not traj.tool_summary.clean and traj.tool_summary.invalid == 1

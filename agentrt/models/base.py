@@ -40,6 +40,7 @@ class SamplingParams(BaseModel):
     seed: int | None = None
     n: int = Field(1, ge=1)
     stop: list[str] = Field(default_factory=list)
+    logprobs: bool = Field(False, description="also record each sampled token's log-probability, where the backend can")
 
     def merged(self, overrides: dict[str, Any]) -> SamplingParams:
         """These params with per-call overrides (unknown keys are ignored: they belong to

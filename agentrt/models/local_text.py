@@ -27,7 +27,8 @@ class Decoded(BaseModel):
     text: str
     completion_tokens: int
     finish_reason: str  # "stop" or "length"
-
+    token_ids: list[int] | None = None  # what was sampled, as the model's tokens (where the backend says)
+    logprobs: list[float] | None = None  # per token of ``token_ids``, when asked for
 
 class LocalTextModel(AgentChatModel):
     """A chat model over a local causal LM whose tool calls are written as text."""
@@ -61,12 +62,17 @@ class LocalTextModel(AgentChatModel):
     def _to_message(self, decoded: Decoded, prompt_tokens: int, tools: list[dict[str, Any]]) -> AIMessage:
         names = [t["function"]["name"] for t in tools] if tools else None
         parsed = parse_tool_calls(decoded.text, names) if tools else None
+        meta: dict[str, Any] = {"finish_reason": decoded.finish_reason, "raw_text": decoded.text}
+        if decoded.token_ids is not None:  # training reuses them instead of re-tokenizing the text
+            meta["token_ids"] = decoded.token_ids
+        if decoded.logprobs is not None:  # the model's confidence, for critics
+            meta["logprobs"] = decoded.logprobs
         return AIMessage(
             content=parsed.content if parsed else decoded.text.strip(),
             tool_calls=parsed.tool_calls if parsed else [],
             invalid_tool_calls=parsed.invalid_tool_calls if parsed else [],
             usage_metadata=usage(prompt_tokens, decoded.completion_tokens),
-            response_metadata={"finish_reason": decoded.finish_reason, "raw_text": decoded.text},
+            response_metadata=meta,
         )
 
     def _chat(self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams) -> list[AIMessage]:

@@ -61,6 +61,8 @@ class OpenAIChatModel(AgentChatModel):
             request["seed"] = params.seed
         if params.stop:
             request["stop"] = params.stop
+        if params.logprobs:
+            request["logprobs"] = True
         if tools:
             request["tools"] = tools
         return request
@@ -94,7 +96,12 @@ class OpenAIChatModel(AgentChatModel):
         response = self._call(**self._request(messages, tools, params))
         names = [t["function"]["name"] for t in tools]
         counts = usage(response.usage.prompt_tokens, response.usage.completion_tokens) if response.usage else None
-        return [_message(choice.message, choice.finish_reason, names, counts) for choice in response.choices]
+        messages = [_message(choice.message, choice.finish_reason, names, counts) for choice in response.choices]
+        for message, choice in zip(messages, response.choices, strict=True):
+            tokens = getattr(getattr(choice, "logprobs", None), "content", None)
+            if params.logprobs and tokens:
+                message.response_metadata["logprobs"] = [t.logprob for t in tokens]
+        return messages
 
     def _chat_stream(
         self, messages: list[BaseMessage], tools: list[dict[str, Any]], params: SamplingParams

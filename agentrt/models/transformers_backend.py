@@ -63,9 +63,19 @@ class TransformersChatModel(LocalTextModel):
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if params.stop:
             kwargs.update(stop_strings=params.stop, tokenizer=self._tokenizer)
+        if params.logprobs:  # the scores of every step: vocabulary-sized, so only when asked
+            kwargs.update(output_scores=True, return_dict_in_generate=True)
         return kwargs
 
-    def _finish(self, new_ids: list[int], params: SamplingParams) -> Decoded:
+    def _logprobs(self, out: Any, params: SamplingParams) -> list[list[float]] | None:
+        """Per sequence, the log-probability of each generated token under the distribution it was
+        sampled from (after temperature and top-p)."""
+        if not params.logprobs:
+            return None
+        scores = self._model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        return [row.float().tolist() for row in scores]
+
+    def _finish(self, new_ids: list[int], params: SamplingParams, logprobs: list[float] | None = None) -> Decoded:
         configured = self._model.generation_config.eos_token_id
         eos = {self._tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
         ended = bool(new_ids) and new_ids[-1] in eos
@@ -76,14 +86,17 @@ class TransformersChatModel(LocalTextModel):
             if s in text:
                 text, ended = text[: text.index(s)], True
         reason = "stop" if ended or len(new_ids) < params.max_tokens else "length"
-        return Decoded(text=text, completion_tokens=len(new_ids), finish_reason=reason)
+        return Decoded(text=text, completion_tokens=len(new_ids), finish_reason=reason, token_ids=new_ids,
+                       logprobs=None if logprobs is None else logprobs[: len(new_ids)])
 
     def _decode(self, prompt_ids: list[int], params: SamplingParams) -> list[Decoded]:
         import torch
 
         with torch.inference_mode():
             out = self._model.generate(**self._generate_kwargs(prompt_ids, params))
-        return [self._finish(row[len(prompt_ids):].tolist(), params) for row in out]
+        sequences = out.sequences if params.logprobs else out
+        logprobs = self._logprobs(out, params) or [None] * len(sequences)
+        return [self._finish(row[len(prompt_ids):].tolist(), params, lp) for row, lp in zip(sequences, logprobs, strict=True)]
 
     def _decode_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str | Decoded]:
         import torch
@@ -109,7 +122,10 @@ class TransformersChatModel(LocalTextModel):
         worker.join()
         if "error" in result:
             raise ModelError(f"{self.spec}: generation failed: {result['error']}") from result["error"]
-        yield self._finish(result["out"][0][len(prompt_ids):].tolist(), params)
+        out = result["out"]
+        sequences = out.sequences if params.logprobs else out
+        logprobs = self._logprobs(out, params)
+        yield self._finish(sequences[0][len(prompt_ids):].tolist(), params, logprobs[0] if logprobs else None)
 
 
 def _merged(model: Any, adapter: Path) -> Any:

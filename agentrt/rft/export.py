@@ -232,24 +232,27 @@ def _conversation(traj: Trajectory, edits: Edits) -> list[dict[str, Any]]:
     return _aligned(traj, edits)[0]
 
 
-def _aligned(traj: Trajectory, edits: Edits) -> tuple[list[dict[str, Any]], list[str | None]]:
-    """:func:`_conversation`, and per message the text the model sampled for it: None for the
-    system prompt put in front, and for a turn a human edited when it is emitted as it ran (the
-    model did not write that)."""
+def _aligned(traj: Trajectory, edits: Edits) -> tuple[list[dict[str, Any]], list[tuple[str | None, list[int] | None]]]:
+    """:func:`_conversation`, and per message the text and token ids the model sampled for it:
+    None for the system prompt put in front, and for a turn a human edited when it is emitted as
+    it ran (the model did not write that)."""
     messages = list(traj.messages)
-    sampled = list(traj.sampled) if len(traj.sampled) == len(messages) else [None] * len(messages)
+    texts = list(traj.sampled) if len(traj.sampled) == len(messages) else [None] * len(messages)
+    notes = list(traj.annotations) if len(traj.annotations) == len(messages) else [None] * len(messages)
+    sampled: list[tuple[str | None, list[int] | None]] = [
+        (text, (note or {}).get("token_ids")) for text, note in zip(texts, notes, strict=True)]
     first = _first_assistant(traj)
     prompt = traj.prompt_of(first) if first is not None else None
     offset = 0
     if prompt and prompt.system and (not messages or messages[0].get("role") != "system"):
         messages.insert(0, {"role": "system", "content": prompt.system})
-        sampled.insert(0, None)
+        sampled.insert(0, (None, None))
         offset = 1
     for i, note in enumerate(traj.annotations):
         if not (note and (note.get("review") or {}).get("action") == "edit"):
             continue
         if edits != "model":
-            sampled[i + offset] = None
+            sampled[i + offset] = (None, None)
             continue
         written = note.get("model_tool_calls") or []
         turn = {**messages[i + offset], "tool_calls": [
@@ -261,9 +264,10 @@ def _aligned(traj: Trajectory, edits: Edits) -> tuple[list[dict[str, Any]], list
     return messages, sampled
 
 
-def training_example(traj: Trajectory, edits: Edits = "as-run") -> tuple[dict[str, Any], list[str | None]]:
+def training_example(traj: Trajectory, edits: Edits = "as-run") -> tuple[dict[str, Any],
+                                                                         list[tuple[str | None, list[int] | None]]]:
     """An OpenAI-format example (checked, as :func:`to_openai` makes it) and, per message, the text
-    the model sampled for it: what ``agentrt rft train`` fine-tunes on."""
+    and token ids the model sampled for it: what ``agentrt rft train`` fine-tunes on."""
     line = to_openai(traj, edits)
     sampled = _aligned(traj, edits)[1]
     if len(sampled) != len(line["messages"]):

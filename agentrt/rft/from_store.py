@@ -54,7 +54,8 @@ def choose(store: TrajectoryStore, flt: ExportFilter, edits: Edits = "as-run") -
             out.skipped.append(SkippedRun(run_id=traj.run_id, reason=str(exc)))
             continue
         out.conversations.append(Conversation(messages=line["messages"], tools=line.get("tools") or [],
-                                              sampled=sampled))
+                                              sampled=[text for text, _ in sampled],
+                                              sampled_ids=[ids for _, ids in sampled]))
         out.run_ids.append(traj.run_id)
     return out
 

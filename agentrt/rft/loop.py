@@ -119,9 +119,11 @@ def conversation_of(store: TrajectoryStore, run_id: str) -> Conversation:
     meta = traj.metadata
     if meta.get("conversation"):
         messages, sampled = meta["conversation"], meta.get("conversation_sampled") or []
+        ids: list[list[int] | None] = []
     else:
         messages, sampled = traj.messages, traj.sampled
-    return Conversation(messages=messages, tools=meta.get("tools") or [], sampled=sampled)
+        ids = [(note or {}).get("token_ids") for note in traj.annotations] if traj.annotations else []
+    return Conversation(messages=messages, tools=meta.get("tools") or [], sampled=sampled, sampled_ids=ids)
 
 
 def _eef(tasks: list[Task], cfg: RFTConfig, student: str, store: TrajectoryStore, out: Path) -> list[str]:

@@ -78,12 +78,15 @@ class Conversation(BaseModel):
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = []
     sampled: list[str | None] = []
+    sampled_ids: list[list[int] | None] = []  # the same turns as the model's own token ids, where recorded
 
     @model_validator(mode="after")
     def _aligned(self) -> Conversation:
-        if self.sampled and len(self.sampled) != len(self.messages):
-            raise ValueError(f"sampled has {len(self.sampled)} entries for {len(self.messages)} messages: "
-                             "give one per message (None where unknown), or none")
+        for name in ("sampled", "sampled_ids"):
+            got = getattr(self, name)
+            if got and len(got) != len(self.messages):
+                raise ValueError(f"{name} has {len(got)} entries for {len(self.messages)} messages: "
+                                 "give one per message (None where unknown), or none")
         return self
 
 
@@ -116,7 +119,10 @@ def encode(tokenizer: Any, conv: Conversation, max_length: int, hints: bool = Tr
         before = template_chat(conv.messages[:i], hints=hints)
         prompt = render_ids(tokenizer, before, conv.tools, generation_prompt=True)
         sampled = conv.sampled[i] if conv.sampled else None
-        if sampled is not None and end is not None:
+        sampled_ids = conv.sampled_ids[i] if conv.sampled_ids else None
+        if sampled_ids is not None and end is not None:  # the tokens it sampled: no re-tokenizing drift
+            turn = list(sampled_ids) + [end]
+        elif sampled is not None and end is not None:
             turn = tokenizer(sampled, add_special_tokens=False)["input_ids"] + [end]
         else:
             whole = render_ids(tokenizer, before + template_chat([m], hints=False), conv.tools, generation_prompt=False)

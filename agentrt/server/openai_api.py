@@ -34,7 +34,7 @@ def _job(request: Request, body: ChatCompletionRequest, owner: str, modes: froze
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     try:
         convert_to_messages(messages)
-    except (ValueError, TypeError, NotImplementedError) as exc:
+    except Exception as exc:  # noqa: BLE001 - LangChain raises KeyError, TypeError, ValueError...
         raise HTTPException(422, f"messages: {exc}".split("\nFor troubleshooting")[0]) from None
     sampling = {"temperature": body.temperature, "top_p": body.top_p,
                 "max_tokens": body.max_completion_tokens or body.max_tokens, "seed": body.seed}

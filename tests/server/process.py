@@ -37,13 +37,14 @@ class Server:
                str(self.data_dir), "--port", str(self.port), *self.args]
         repo = str(Path(__file__).resolve().parents[2])  # the tests' own modules, from any cwd
         path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.cwd,
+        # A file, not a pipe nobody reads: a server that logs a lot would block on a full pipe.
+        self.log = self.data_dir.parent / f"{self.data_dir.name}-server-{self.port}.log"
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, cwd=self.cwd,
                                      env={**os.environ, "COLUMNS": "200", "PYTHONPATH": path, **self.env})
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {out}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
             try:
                 if httpx.get(self.url + "/ok", timeout=1).status_code == 200:
                     return self
@@ -51,15 +52,19 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError("server did not start in 60 s")
 
+    def output(self) -> str:
+        """What the server printed (its log) so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
     def stop(self) -> str:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         try:
-            out, _ = self.proc.communicate(timeout=20)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out.decode()
+            self.proc.wait()
+        return self.output()
 
     def kill9(self) -> None:
         assert self.proc is not None

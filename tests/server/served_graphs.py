@@ -70,3 +70,7 @@ registry.register("scripted:fetch", ScriptedChatModel(spec="scripted:fetch", scr
 exec_agent = build_tool_agent([python_exec], default_model="scripted:exec").compile(name="exec")
 files_agent = build_tool_agent([read_file], default_model="scripted:files").compile(name="files")
 fetch_agent = build_tool_agent([http_get], default_model="scripted:fetch").compile(name="fetch")
+
+# A tool-less chat agent on the real SmolLM2 (the end-to-end loop from served runs to a served adapter).
+chat = build_tool_agent([], system_prompt="Answer in a few words.", default_model="local:smollm2-135m").compile(
+    name="chat")
