@@ -7,7 +7,7 @@ from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agentrt.models.weights import home
+from agentrt.paths import home
 
 
 def sqlite_checkpointer(path: str | Path | None = None) -> SqliteSaver:

@@ -11,20 +11,20 @@ from typing import Annotated, Any
 
 import typer
 from langchain_core.messages import AIMessage, ToolMessage
-from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
 from agentrt.bench.cli import bench_app
-from agentrt.critics.cli import critic_app
+from agentrt.console import err, fail
+from agentrt.console import out as console
 from agentrt.cr_planner.cli import plan_app
-from agentrt.manifest import ManifestError
+from agentrt.critics.cli import critic_app
+from agentrt.errors import AgentrtError
+from agentrt.paths import home
 from agentrt.qa_cli import eval_app, practice
 from agentrt.retrieval.cli import index_app
 from agentrt.rft.cli import rft_app
 from agentrt.server.cli import keys_app, serve
-from agentrt.models.base import ModelError
-from agentrt.trajectory_store import TrajectoryStoreError
 
 app = typer.Typer(help="agentrt: run LLM agents with tools and retrieval, record trajectories.", no_args_is_help=True)
 traj_app = typer.Typer(help="Read and export recorded trajectories.", no_args_is_help=True)
@@ -38,16 +38,11 @@ app.command("serve")(serve)
 app.add_typer(keys_app, name="keys")
 app.add_typer(rft_app, name="rft")
 app.add_typer(plan_app, name="plan")
-console = Console()
-err = Console(stderr=True)
 
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="trajectory database (default $AGENTRT_STORE or ~/.cache/agentrt/trajectories.sqlite)")]
-KNOWN_ERRORS = (ModelError, ManifestError, TrajectoryStoreError, ValueError, OSError, sqlite3.Error)
+KNOWN_ERRORS = (AgentrtError, ValueError, OSError, sqlite3.Error)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 def _store(path: Path | None) -> Any:
@@ -82,9 +77,9 @@ def run(
     from agentrt.runner import run_config, stream_run
 
     if resume and not thread:
-        _fail("--resume needs --thread ID (the id printed by the run you want to resume)")
+        fail("--resume needs --thread ID (the id printed by the run you want to resume)")
     if not resume and not (question or "").strip():
-        _fail('give a question, e.g. agentrt run "What is 17 * 23 + 4?"')
+        fail('give a question, e.g. agentrt run "What is 17 * 23 + 4?"')
     try:
         compiled = load_graph(graph, manifest)
         trajectories = _store(store)
@@ -95,7 +90,7 @@ def run(
             load_model(spec)
         saver = sqlite_checkpointer(checkpoints)
     except KNOWN_ERRORS as exc:
-        _fail(str(exc))
+        fail(str(exc))
     thread = thread or str(uuid.uuid4())
     config = run_config(
         model=model, thread_id=thread, max_steps=max_steps, max_tool_calls=max_tool_calls,
@@ -180,9 +175,9 @@ def models(
                 with console.status(f"preparing {name} ..."):
                     weights.hf_dir(name)
                     digest = weights.verify(name) if verify else None
-                console.print(f"{name}: ready in {weights.home() / 'models' / name}" + (f" (sha256 {digest})" if digest else ""))
-            except ModelError as exc:
-                _fail(str(exc))
+                console.print(f"{name}: ready in {home() / 'models' / name}" + (f" (sha256 {digest})" if digest else ""))
+            except AgentrtError as exc:
+                fail(str(exc))
 
 
 @traj_app.command("list")
@@ -196,7 +191,7 @@ def traj_list(
     try:
         rows = _store(store).list(limit=limit, graph=graph, status=status)
     except KNOWN_ERRORS as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = Table("run", "started", "graph", "model", "status", "stop", "answer")
     for r in rows:
         table.add_row(
@@ -212,7 +207,7 @@ def traj_show(run_id: str, store: StoreOpt = None, as_json: Annotated[bool, type
     try:
         t = _store(store).get(run_id)
     except KNOWN_ERRORS as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         print(t.model_dump_json(indent=2))
         return
@@ -241,13 +236,13 @@ def traj_feedback(
     from agentrt.trajectory import Feedback
 
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", key):
-        _fail(f"--key {key!r}: use 1-64 letters, digits, . _ : or -")
+        fail(f"--key {key!r}: use 1-64 letters, digits, . _ : or -")
     try:
         s = _store(store)
         full = s.get(run_id).run_id
         s.add_feedback(full, Feedback(key=key, score=score, comment=comment, source="cli"))
     except KNOWN_ERRORS as exc:
-        _fail(str(exc))
+        fail(str(exc))
     err.print(f"feedback {key}={score:g} recorded for run {full}", highlight=False)
 
 
@@ -275,13 +270,13 @@ def traj_export(
     from agentrt.rft.export import FORMATS, export, write_examples
 
     if format not in FORMATS:
-        _fail(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+        fail(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
     if verdict is not None and verdict not in ("passed", "failed"):
-        _fail(f"unknown verdict {verdict!r}: use passed or failed")
+        fail(f"unknown verdict {verdict!r}: use passed or failed")
     if sidecar and out is None:
-        _fail("--sidecar needs --out FILE: the sidecar is written beside it")
+        fail("--sidecar needs --out FILE: the sidecar is written beside it")
     if edits not in ("as-run", "model", "skip"):
-        _fail(f"unknown --edits {edits!r}: use as-run, model or skip")
+        fail(f"unknown --edits {edits!r}: use as-run, model or skip")
     flt = _export_filter(format, graph=graph, model=model, status=status, min_reward=min_reward, verdict=verdict,
                          since=since, until=until, task_types=task_type, min_feedback=min_feedback,
                          feedback_key=feedback_key, tool_errors=tool_errors)
@@ -290,7 +285,7 @@ def traj_export(
         report = (write_examples(s, sys.stdout, format, flt, edits=edits) if out is None
                   else export(s, out, format, flt, sidecar, edits=edits))
     except KNOWN_ERRORS as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for skipped in report.skipped[:10]:
         err.print(f"[yellow]skipped run {skipped.run_id}:[/] {skipped.reason}", markup=True, highlight=False)
     if len(report.skipped) > 10:
@@ -321,7 +316,7 @@ def _export_filter(format: str, *, task_types: list[str] | None, **fields: Any) 
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "option"
         option = "--task-type" if name == "task_types" else "--" + name.replace("_", "-")
-        _fail(f"{option}: {first['msg']} (got {first.get('input')!r})")
+        fail(f"{option}: {first['msg']} (got {first.get('input')!r})")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -19,10 +19,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from agentrt.errors import AgentrtError
+
 MANIFEST_NAME = "langgraph.json"
 
 
-class ManifestError(ValueError):
+class ManifestError(AgentrtError, ValueError):
     """The manifest or a graph it names cannot be used; the message says how to fix it."""
 
 

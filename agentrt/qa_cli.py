@@ -7,30 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from agentrt.models.weights import home
+from agentrt.console import err, progress_bar
+from agentrt.console import out as console
+from agentrt.paths import home
 
-console = Console()
-err = Console(stderr=True)
 eval_app = typer.Typer(help="Evaluate graphs on tasks with known answers.", no_args_is_help=True)
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="QA JSONL (default: the HotpotQA 600 file in ../shared/data)")]
 
 
-def progress_bar(to: Console | None = None) -> Progress:
-    """The progress bar of the QA commands (practice, eval, plan): done/total, elapsed, remaining."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=to or console)
 
 
 def _tasks(data: Path | None, part: str):
@@ -63,7 +50,7 @@ def practice(
 
     tasks = _tasks(data, split)
     settings = SimRagConfig(max_rounds=max_rounds, docs_per_round=docs_per_round, index=index)
-    with TrajectoryStore(store or default_store_path()) as trajectories, progress_bar() as bar:
+    with TrajectoryStore(store or default_store_path()) as trajectories, progress_bar(console) as bar:
         job = bar.add_task("practice", total=len(tasks))
         report = run_practice(tasks, out, model=model, store=trajectories, paths=paths, temperature=temperature,
                               f1_threshold=f1_threshold, settings=settings, progress=lambda n: bar.advance(job, n))
@@ -115,7 +102,7 @@ def eval_qa(
         chosen = [s for s in chosen if s.graph == "sim_rag"]
     out = out or home() / "eval" / f"qa-{split.replace(':', '')}"
     started = time.time()
-    with TrajectoryStore(store or default_store_path()) as trajectories, progress_bar() as bar, \
+    with TrajectoryStore(store or default_store_path()) as trajectories, progress_bar(console) as bar, \
             cached_models(out / "model-cache.sqlite" if cache else None):
         jobs = {s.name: bar.add_task(s.name, total=len(tasks)) for s in chosen}
         results = evaluate(tasks, chosen, out / "results.jsonl", load_graph=lambda g: load_graph(g, manifest),

@@ -7,8 +7,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from agentrt.errors import AgentrtError
 
-class DamagedDatabase(Exception):
+
+class DamagedDatabase(AgentrtError):
     """An SQLite file is not a database, or fails SQLite's own consistency check."""
 
 

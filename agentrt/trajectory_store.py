@@ -29,6 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from agentrt.errors import AgentrtError
+from agentrt.paths import home
 from agentrt.trajectory import (
     SCHEMA_VERSION,
     STATUSES,
@@ -99,7 +101,7 @@ _MIN_PREFIX = 4
 _FINISHED = tuple(s for s in STATUSES if s != "running")
 
 
-class TrajectoryStoreError(Exception):
+class TrajectoryStoreError(AgentrtError):
     """A store problem a user can act on; the message says what was wrong and what to do."""
 
 
@@ -108,8 +110,6 @@ def default_store_path() -> Path:
     env = os.environ.get("AGENTRT_STORE")
     if env:
         return Path(env).expanduser()
-    from agentrt.models.weights import home  # late: importing the model machinery costs ~0.5 s
-
     return home() / "trajectories.sqlite"
 
 

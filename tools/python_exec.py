@@ -38,6 +38,7 @@ from typing import IO
 
 from langchain_core.tools import BaseTool
 
+from agentrt.errors import AgentrtError
 from agentrt.tool import tool
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -53,7 +54,7 @@ SCRIPT = "/sandbox/main.py"
 WORKDIR = "/tmp/work"
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(AgentrtError, RuntimeError):
     """This host cannot isolate the code, so it is not run; the message says what to install or allow."""
 
 

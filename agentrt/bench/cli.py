@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from agentrt.console import out as console
 
 bench_app = typer.Typer(help="Benchmarks: graph overhead against plain LangGraph, local backend speed.",
                         no_args_is_help=True)
-console = Console()
 
 
 @bench_app.command()

@@ -4,25 +4,19 @@ sub-goal and execution critics)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from agentrt.models.weights import home
-from agentrt.qa_cli import progress_bar
+from agentrt.console import err, fail, progress_bar
+from agentrt.console import out as console
+from agentrt.paths import home
 
 plan_app = typer.Typer(help="CR-Planner: collect critic training pairs by tree search, train the critics.",
                        no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 
-def _fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(2)
 
 
 @plan_app.command()
@@ -72,7 +66,7 @@ def collect(
             report = run_collect(tasks, out, settings=settings, search=search, model=llm, retriever=retriever,
                                  progress=progress)
     except (ModelError, RetrievalError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"{report.subgoal_pairs} sub-goal pairs and {report.execution_pairs} execution pairs from "
                   f"{report.questions - report.skipped_done} questions ({report.model_calls} model calls) in "
                   f"{report.seconds / 60:.1f} min ({report.skipped_done} already done) -> {report.folder}",
@@ -99,7 +93,7 @@ def train(
     from agentrt.critics.ranking import train_ranking_critic
 
     if kind not in ("subgoal", "execution", "both"):
-        _fail(f"--kind must be subgoal, execution or both, not {kind!r}")
+        fail(f"--kind must be subgoal, execution or both, not {kind!r}")
     kinds = ["subgoal", "execution"] if kind == "both" else [kind]
     names = {"subgoal": subgoal_name, "execution": execution_name}
     table = Table("critic", "ranks", "train pairs", "dev pairs (questions)", "dev ranking accuracy", "by margin", "train s",
@@ -122,5 +116,5 @@ def train(
                           ", ".join(f"{m}: {v:.2f}" for m, v in meta.metrics.accuracy_by_margin.items()),
                           f"{meta.training.seconds:.0f}")
     except CriticError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(table)

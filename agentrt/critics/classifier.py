@@ -31,7 +31,8 @@ from pydantic import BaseModel, Field, ValidationError
 from agentrt.critics.stopping import StoppingMetrics
 from agentrt.critics.types import CriticInput, Verdict
 from agentrt.models.base import ModelError
-from agentrt.models.weights import home, offline
+from agentrt.models.weights import offline
+from agentrt.paths import home
 
 if TYPE_CHECKING:
     import torch

@@ -4,23 +4,20 @@ main CLI with ``app.add_typer(critic_app, name="critic")``. torch loads only for
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from agentrt.console import err, fail
+from agentrt.console import out as console
 
 critic_app = typer.Typer(help="Trained critics: train a sufficiency critic (SIM-RAG), show and list saved ones "
                               "(CR-Planner's ranking critics too).",
                          no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -44,13 +41,13 @@ def train(
     retrieval_cost: Annotated[float, typer.Option(min=0.0, help="F1 one more retrieval round must buy when the threshold is picked by replaying the loop on dev")] = 0.01,
 ) -> None:
     """Fine-tune all-MiniLM-L6-v2 into a sufficiency critic and save it (a new version)."""
+    from agentrt.console import progress_bar
     from agentrt.critics.classifier import CriticError
     from agentrt.critics.dataset import DatasetError, read_examples
     from agentrt.critics.train import train_critic
-    from agentrt.qa_cli import progress_bar
 
     if label not in ("correct", "coverage"):
-        _fail(f"--label must be correct or coverage, not {label!r}")
+        fail(f"--label must be correct or coverage, not {label!r}")
     try:
         examples = read_examples(dataset)
         with progress_bar(err) as bar:
@@ -64,7 +61,7 @@ def train(
                                   bf16=bf16, evidence_words=evidence_words or None, answer_check=answer_check,
                                   retrieval_cost=retrieval_cost)
     except (DatasetError, CriticError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     meta, m = report.critic, report.critic.metrics
     table = Table(title=f"{report.name}: dev metrics")
     table.add_column("metric")
@@ -124,7 +121,7 @@ def show(name_or_path: Annotated[str, typer.Argument(help="NAME, NAME@VERSION, o
         folder = resolve(name_or_path)
         meta = read_any_meta(folder)
     except CriticError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     err.print(f"{folder}", highlight=False, soft_wrap=True)
     typer.echo(meta.model_dump_json(indent=2))
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from agentrt.errors import AgentrtError
 from agentrt.critics.types import CriticExample
 
 
-class DatasetError(ValueError):
+class DatasetError(AgentrtError, ValueError):
     """A critic dataset could not be read or written; the message names the file and line."""
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from agentrt.errors import AgentrtError
+
 DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
@@ -19,7 +21,7 @@ class QATask(BaseModel):
     kind: str = ""  # HotpotQA "bridge" / "comparison"
 
 
-class DataError(ValueError):
+class DataError(AgentrtError, ValueError):
     """A task file cannot be read; the message names the file and line."""
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.models.base import ModelError
-from agentrt.models.weights import home
+from agentrt.paths import home
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 META = "agentrt.json"

@@ -24,6 +24,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentrt.errors import AgentrtError
 from agentrt.models.streaming import final_chunk, restore_invalid_calls
 from agentrt.tool import openai_schemas
 from agentrt.trajectory import prompt_digest
@@ -49,7 +50,7 @@ class SamplingParams(BaseModel):
         return self.model_copy(update=known) if known else self
 
 
-class ModelError(RuntimeError):
+class ModelError(AgentrtError, RuntimeError):
     """A model could not be loaded or called; the message says what to do about it."""
 
 

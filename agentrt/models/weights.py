@@ -21,6 +21,7 @@ from filelock import FileLock
 from pydantic import BaseModel
 
 from agentrt.models.base import ModelError
+from agentrt.paths import home
 
 
 class LocalModelInfo(BaseModel):
@@ -71,11 +72,6 @@ CATALOG: dict[str, LocalModelInfo] = {
         ),
     ]
 }
-
-
-def home() -> Path:
-    """agentrt's cache and data folder (``AGENTRT_HOME``, default ``~/.cache/agentrt``)."""
-    return Path(os.environ.get("AGENTRT_HOME", Path.home() / ".cache" / "agentrt"))
 
 
 def model_info(name: str) -> LocalModelInfo:

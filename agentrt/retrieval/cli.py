@@ -15,26 +15,32 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
+from agentrt.console import err, fail
+from agentrt.console import out as console
+
 index_app = typer.Typer(help="Vector indexes: build from a corpus, search, benchmark; the HotpotQA demo index.",
                         no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 KINDS = ("auto", "flat", "hnsw")
 KNOWN_CORPORA = ("hotpotqa",)
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @contextmanager
@@ -45,9 +51,9 @@ def _clean_errors() -> Iterator[None]:
     try:
         yield
     except (RetrievalError, ValueError, OSError, sqlite3.Error) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted: nothing was written", code=130)
+        fail("interrupted: nothing was written", code=130)
 
 
 class _RateColumn(ProgressColumn):
@@ -89,18 +95,18 @@ def build(
     from agentrt.retrieval.index import MANIFEST, VectorIndex
 
     if out is None:
-        _fail("give the index folder with --out DIR")
+        fail("give the index folder with --out DIR")
     if (corpus is None) == (known is None):
-        _fail("give either a corpus file (agentrt index build CORPUS.jsonl --out DIR) or --corpus hotpotqa")
+        fail("give either a corpus file (agentrt index build CORPUS.jsonl --out DIR) or --corpus hotpotqa")
     if known is not None and known not in KNOWN_CORPORA:
-        _fail(f"unknown corpus {known!r}: known corpora are {', '.join(KNOWN_CORPORA)} (or give a JSONL file)")
+        fail(f"unknown corpus {known!r}: known corpora are {', '.join(KNOWN_CORPORA)} (or give a JSONL file)")
     if kind not in KINDS:
-        _fail(f"unknown index kind {kind!r}: use {', '.join(KINDS)}")
+        fail(f"unknown index kind {kind!r}: use {', '.join(KINDS)}")
     if out.exists() and not force:
         if (out / MANIFEST).exists():
-            _fail(f"an index already exists at {out}: add --force to replace it")
+            fail(f"an index already exists at {out}: add --force to replace it")
         if not out.is_dir() or any(out.iterdir()):
-            _fail(f"{out} exists and is not an empty folder: choose another --out")
+            fail(f"{out} exists and is not an empty folder: choose another --out")
     with _clean_errors():
         docs = hotpotqa_corpus(hotpotqa_path()) if known else read_corpus(corpus)  # type: ignore[arg-type]
         if chunk_words:
@@ -186,7 +192,7 @@ def demo(
     folder: Annotated[Path | None, typer.Option(help="where the demo index lives (default ~/.cache/agentrt/indexes/hotpotqa-600)")] = None,
 ) -> None:
     """Build (first use, ~2.5 min) or open the hybrid index of the pooled HotpotQA paragraphs."""
-    from agentrt.models.weights import home
+    from agentrt.paths import home
     from agentrt.retrieval.corpus import DEMO_NAME, demo_index
 
     target = folder or home() / "indexes" / DEMO_NAME
@@ -252,7 +258,7 @@ def bench_retrieval(
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON only")] = False,
 ) -> None:
     """Index build throughput, and query latency vs recall@10 of exact and HNSW search."""
-    from agentrt.models.weights import home
+    from agentrt.paths import home
     from agentrt.retrieval import bench
     from agentrt.retrieval.corpus import DEMO_NAME, hotpotqa_corpus, hotpotqa_path
     from agentrt.retrieval.embedders import load_embedder
@@ -289,7 +295,7 @@ def bench_retrieval(
         reference = None
         if data == "fitted":
             if not (demo_folder / "manifest.json").is_file():
-                _fail("--data fitted needs the demo index's real vectors: run `agentrt index demo` first, or use --data random")
+                fail("--data fitted needs the demo index's real vectors: run `agentrt index demo` first, or use --data random")
             with VectorIndex.open(demo_folder) as index:
                 reference = index.vectors()[1]
         for n in size_list:

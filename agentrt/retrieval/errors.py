@@ -6,8 +6,10 @@ catches ``ValueError`` in its ``KNOWN_ERRORS``) shows them as one line instead o
 
 from __future__ import annotations
 
+from agentrt.errors import AgentrtError
 
-class RetrievalError(ValueError):
+
+class RetrievalError(AgentrtError, ValueError):
     """An index, query or corpus that cannot be used as asked (missing, corrupt, incompatible)."""
 
 

@@ -8,20 +8,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from agentrt.console import err as console
+from agentrt.console import fail, progress_bar
 from agentrt.models.base import ModelError
 
 rft_app = typer.Typer(help="Rejection-sampling fine-tuning: task sets, the loop, sampling speed.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Write task sets from the shared datasets.", no_args_is_help=True)
 rft_app.add_typer(tasks_app, name="tasks")
-console = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]{message}[/red]")
-    raise typer.Exit(2)
 
 
 @tasks_app.command("bfcl")
@@ -36,13 +33,13 @@ def tasks_bfcl(
     from agentrt.rft.tasks import TaskError, write_tasks
 
     if split not in ("train", "eval"):
-        _fail(f"--split must be train or eval, not {split!r}")
+        fail(f"--split must be train or eval, not {split!r}")
     try:
         tasks = load_bfcl(category or (TRAIN_CATEGORIES if split == "train" else EVAL_CATEGORIES),
                           limit_per_category=limit_per_category)
         write_tasks(tasks, out)
     except TaskError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"wrote {len(tasks)} tasks to {out}")
 
 
@@ -60,13 +57,10 @@ def tasks_hotpotqa(
         tasks = load_hotpotqa_tasks(split)
         write_tasks(tasks, out)
     except (TaskError, DataError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"wrote {len(tasks)} tasks to {out}")
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console)
 
 
 @rft_app.command("run")
@@ -104,7 +98,7 @@ def run_cmd(
                         temperature=temperature, max_per_task=max_per_task, max_tokens=max_tokens, expert=expert,
                         workers=workers, ray=ray, sft=SFTSettings(epochs=epochs, lr=lr, rank=rank, alpha=2 * rank,
                                                                   batch_size=batch_size, max_length=max_length))
-        with _progress() as bars:
+        with progress_bar(console) as bars:
             ids: dict[str, int] = {}
 
             def tick(phase: str, done: int, total: int) -> None:
@@ -114,7 +108,7 @@ def run_cmd(
 
             report = run_rft(train_tasks, eval_tasks, cfg, out, progress=tick)
     except (TaskError, SFTError, ModelError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = Table(title=f"RFT of {model} → {name} (held-out: {eval.name})")
     for col in ("round", "model", "held-out accuracy", "train successes / samples", "tasks solved", "kept", "fine-tune"):
         table.add_column(col)
@@ -156,24 +150,28 @@ def train_cmd(
     from agentrt.rft.export import ExportFilter
     from agentrt.rft.from_store import train_from_store
     from agentrt.rft.sft import SFTError, SFTSettings
-    from agentrt.trajectory_store import TrajectoryStore, TrajectoryStoreError, default_store_path
+    from agentrt.trajectory_store import (
+        TrajectoryStore,
+        TrajectoryStoreError,
+        default_store_path,
+    )
 
     if edits not in ("as-run", "model", "skip"):
-        _fail(f"unknown --edits {edits!r}: use as-run, model or skip")
+        fail(f"unknown --edits {edits!r}: use as-run, model or skip")
     try:
         flt = ExportFilter(graph=graph, model=run_model, min_feedback=min_feedback, feedback_key=feedback_key,
                            verdict=verdict, min_reward=min_reward, tool_errors=tool_errors)
     except ValidationError as exc:
-        _fail(f"{exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        fail(f"{exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
     settings = SFTSettings(epochs=epochs, lr=lr, rank=rank, alpha=2 * rank, batch_size=batch_size, max_length=max_length)
     try:
-        with TrajectoryStore(store or default_store_path()) as trajectories, _progress() as bars:
+        with TrajectoryStore(store or default_store_path()) as trajectories, progress_bar(console) as bars:
             task = bars.add_task("fine-tuning", total=None)
             chosen, report = train_from_store(
                 trajectories, flt, base_spec=model, name=name, edits=edits, settings=settings,  # type: ignore[arg-type]
                 progress=lambda step, total, loss: bars.update(task, completed=step, total=total))
     except (SFTError, ModelError, TrajectoryStoreError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(chosen.summary(), highlight=False)
     console.print(f"trained {report.examples} assistant turns of {report.conversations} runs in {report.seconds:.0f} s "
                   f"(loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}); registered {report.adapter}", highlight=False)
@@ -198,7 +196,7 @@ def bench_sampling(
         chosen = read_tasks(tasks)[:limit]
         m = load_model(model)
     except (TaskError, ModelError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     draw(m, chosen[0], 1, temperature=temperature, batched=True, max_tokens=8)  # warm-up
     rows = []
     for batched in (False, True):

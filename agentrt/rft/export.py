@@ -41,6 +41,7 @@ from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, Field, field_validator
 
+from agentrt.errors import AgentrtError
 from agentrt.rft.tasks import TaskType
 from agentrt.trajectory import Status, Trajectory
 from agentrt.trajectory_store import TrajectoryStore
@@ -71,7 +72,7 @@ _PART_TYPES: dict[str, set[str]] = {
 _FUNCTION_KEYS = {"name", "description", "parameters", "strict"}
 
 
-class MalformedTrajectory(ValueError):
+class MalformedTrajectory(AgentrtError, ValueError):
     """A trajectory that cannot become a training example; the message says why."""
 
 

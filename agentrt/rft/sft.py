@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, model_validator
 
+from agentrt.errors import AgentrtError
 from agentrt.models import adapters, weights
 from agentrt.models.base import ModelError
 from agentrt.models.local_text import render_ids, template_chat
@@ -39,7 +40,7 @@ from agentrt.training import cpu_has_bf16, fit
 IGNORE = -100
 
 
-class SFTError(ValueError):
+class SFTError(AgentrtError, ValueError):
     """Fine-tuning cannot run as asked; the message says what to change."""
 
 

@@ -14,10 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from agentrt.errors import AgentrtError
+
 TaskType = Literal["name_detection", "parameter_filling", "parallel", "chained", "no_tool", "qa", "other"]
 
 
-class TaskError(ValueError):
+class TaskError(AgentrtError, ValueError):
     """A task file or task cannot be used; the message names the file, line and fix."""
 
 

@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentrt.models.weights import home
+from agentrt.console import err as console
+from agentrt.paths import home
 from agentrt.server.store import ServerStore, ServerStoreError
 
-console = Console(stderr=True)
 keys_app = typer.Typer(help="API keys of a server (only their hashes are stored).", no_args_is_help=True)
 
 DataDir = Annotated[Path | None, typer.Option(help="server data folder (default: AGENTRT_HOME/server)")]

@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from agentrt.errors import AgentrtError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS threads (
     thread_id TEXT NOT NULL,
@@ -79,7 +81,7 @@ ACTIVE = ("pending", "running")
 MAX_ATTEMPTS = 3
 
 
-class ServerStoreError(Exception):
+class ServerStoreError(AgentrtError):
     """The server's database cannot be used; the message names the file and what to do."""
 
 
