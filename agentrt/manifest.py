@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from agentrt.errors import AgentrtError
+from agentrt.loading import load_reference
 
 MANIFEST_NAME = "langgraph.json"
 
@@ -91,30 +92,7 @@ def load_graph(name: str, manifest: str | Path | None = None) -> Any:
 
 
 def _resolve(ref: str, root: Path) -> Any:
-    target, _, attr = ref.rpartition(":")
-    if not target or not attr:
-        raise ManifestError(f"graph reference {ref!r} must look like ./graphs/x.py:graph or package.module:graph")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))  # graph files import their project's tools and graphs
-    try:
-        if target.endswith(".py"):
-            file = (root / target).resolve()
-            if not file.is_file():
-                raise ManifestError(f"graph file {file} (from {ref!r}) does not exist")
-            module_name = "graphs." + file.stem if file.parent.name == "graphs" else file.stem
-            module = sys.modules.get(module_name)
-            if module is None or getattr(module, "__file__", None) != str(file):
-                spec = importlib.util.spec_from_file_location(module_name, file)
-                assert spec and spec.loader
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[module_name] = module
-                spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except ManifestError:
-        raise
-    except Exception as exc:
-        raise ManifestError(f"could not load graph {ref!r}: {type(exc).__name__}: {exc}") from exc
-    if not hasattr(module, attr):
-        raise ManifestError(f"{target} has no attribute {attr!r}")
-    return getattr(module, attr)
+    return load_reference(ref, root=root, error=ManifestError, what="graph",
+                          module_name=lambda f: "graphs." + f.stem if f.parent.name == "graphs" else f.stem)

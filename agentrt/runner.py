@@ -145,6 +145,23 @@ def run(graph: Any, graph_name: str, input: Any, config: dict[str, Any], store: 
     return end.data
 
 
+def record_call(store: TrajectoryStore, *, graph: str, model: str, prompt: list[BaseMessage], reply: Any,
+                tools: list[dict[str, Any]], metadata: dict[str, Any]) -> str:
+    """One model call recorded as a whole run, as the runner records a graph's: the prompt's
+    messages, the system prompt and tools it was offered, the reply. For samples drawn outside a
+    graph (RFT's single-turn tasks), so they read back, export and train like any run."""
+    run_id = str(uuid.uuid4())
+    store.start_run(run_id=run_id, thread_id=None, graph=graph, model=model, input=_describe({"messages": prompt}),
+                    metadata=metadata)
+    record_input(store, run_id, {"messages": prompt})
+    system, digest = prompt_digest(prompt, tools)
+    store.add_event(run_id, PROMPT_NODE, {"id": digest, "system": system, "tools": _json_safe(list(tools))})
+    store.add_event(run_id, "model", _payload({"messages": [reply]}))
+    store.finish_run(run_id, status="completed", final_answer=str(reply.content).strip() or None,
+                     stop_reason="answered")
+    return run_id
+
+
 def record_history(store: TrajectoryStore, run_id: str, graph: Any, config: dict[str, Any], at: float) -> None:
     """On a thread, the conversation the run continues (what the model will see before the new
     input): a resumed run's record then holds the whole exchange, e.g. the user's question and

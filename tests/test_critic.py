@@ -34,7 +34,7 @@ from agentrt.critics.train import (
     train_critic,
 )
 from agentrt.critics.stopping import choose_stopping_threshold, practice_paths
-from agentrt.critics.types import CriticExample, CriticInput, Verdict
+from agentrt.critics.types import CriticExample, CriticInput, Judgement
 
 COUNTRIES = ["Arland", "Borvia", "Castel", "Dunmere", "Eskaria", "Fenwick", "Galdor", "Harrow", "Istra", "Jorvik",
              "Kaleth", "Lumen", "Mordal", "Norland", "Orvane", "Pellar", "Quintar", "Rodan", "Sarnia", "Tolbar",
@@ -141,7 +141,7 @@ def test_judge_uses_the_saved_threshold_and_round_trips(trained: TrainReport, tm
     assert critic.name == "synth@1" and critic.threshold == trained.threshold
     dev = [e for e in synth() if e.question_id in trained.dev_questions]
     verdicts = critic.judge(dev)
-    assert all(isinstance(v, Verdict) and v.critic == "synth@1" for v in verdicts)
+    assert all(isinstance(v, Judgement) and v.critic == "synth@1" for v in verdicts)
     assert [v.accept for v in verdicts] == [v.score >= trained.threshold for v in verdicts]
     # the loaded model reproduces the dev accuracy measured on the in-memory model during training
     accuracy = sum(v.accept == bool(e.label) for v, e in zip(verdicts, dev)) / len(dev)

@@ -442,9 +442,9 @@ def test_user_verifier_from_file(tmp_path: Path) -> None:
     assert not v.passed and "ValueError" in v.reason
     with pytest.raises(TaskError, match="not callable"):
         get_verifier(f"{path}:NOT_CALLABLE")
-    with pytest.raises(TaskError, match="has no function 'missing'"):
+    with pytest.raises(TaskError, match="has no attribute 'missing'"):
         get_verifier(f"{path}:missing")
-    with pytest.raises(TaskError, match="no file"):
+    with pytest.raises(TaskError, match="does not exist"):
         get_verifier(f"{tmp_path / 'absent.py'}:f")
 
 

@@ -7,7 +7,7 @@ from langchain_core.messages import HumanMessage
 
 from agentrt import sim_rag
 from agentrt.retrieval import shared
-from agentrt.critics.types import Verdict
+from agentrt.critics.types import Judgement
 from agentrt.retrieval.types import ScoredDocument
 from agentrt.runner import run, run_config
 from agentrt.sim_rag import ABSTAIN, build_sim_rag, parse_answer, rounds_of
@@ -42,7 +42,7 @@ class AcceptAtRound:
 
     def judge(self, items):
         self.seen += 1
-        return [Verdict(score=0.9 if self.seen >= self.n else 0.1, accept=self.seen >= self.n, critic=self.name)]
+        return [Judgement(score=0.9 if self.seen >= self.n else 0.1, accept=self.seen >= self.n, critic=self.name)]
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from filelock import FileLock
 from pydantic import BaseModel, Field, ValidationError
 
 from agentrt.critics.stopping import StoppingMetrics
-from agentrt.critics.types import CriticInput, Verdict
+from agentrt.critics.types import CriticInput, Judgement
 from agentrt.models.base import ModelError
 from agentrt.models.weights import offline
 from agentrt.paths import home
@@ -260,8 +260,8 @@ class TrainedCritic:
         return predict_proba(self.model, self.tokenizer, firsts, seconds,
                              max_length=self.meta.max_length, batch_size=self.batch_size)
 
-    def judge(self, items: list[CriticInput]) -> list[Verdict]:
-        return [Verdict(score=s, accept=s >= self.threshold, critic=self.name) for s in self.scores(items)]
+    def judge(self, items: list[CriticInput]) -> list[Judgement]:
+        return [Judgement(score=s, accept=s >= self.threshold, critic=self.name) for s in self.scores(items)]
 
 
 # ---------------------------------------------------------------- folders

@@ -8,7 +8,7 @@ import re
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from agentrt.critics.types import CriticInput, Verdict
+from agentrt.critics.types import CriticInput, Judgement
 from agentrt.models.registry import DEFAULT_MODEL, load_model
 
 
@@ -19,8 +19,8 @@ class FixedCritic:
         self.accept = accept
         self.name = "accept-all" if accept else "reject-all"
 
-    def judge(self, items: list[CriticInput]) -> list[Verdict]:
-        return [Verdict(score=float(self.accept), accept=self.accept, critic=self.name) for _ in items]
+    def judge(self, items: list[CriticInput]) -> list[Judgement]:
+        return [Judgement(score=float(self.accept), accept=self.accept, critic=self.name) for _ in items]
 
 
 JUDGE_PROMPT = (
@@ -37,7 +37,7 @@ class LLMJudge:
         self.model_spec = model
         self.name = f"llm-judge:{model}"
 
-    def judge(self, items: list[CriticInput]) -> list[Verdict]:
+    def judge(self, items: list[CriticInput]) -> list[Judgement]:
         model = load_model(self.model_spec, max_tokens=3, temperature=0.0)
         out = []
         for item in items:
@@ -49,5 +49,5 @@ class LLMJudge:
             ])
             word = re.findall(r"[a-z]+", str(reply.content).lower())[:1]
             score = 1.0 if word == ["yes"] else 0.0 if word == ["no"] else 0.5
-            out.append(Verdict(score=score, accept=score > 0.5, critic=self.name))
+            out.append(Judgement(score=score, accept=score > 0.5, critic=self.name))
         return out

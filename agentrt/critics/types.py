@@ -16,7 +16,9 @@ class CriticInput(BaseModel):
     rationale: str = ""
 
 
-class Verdict(BaseModel):
+class Judgement(BaseModel):
+    """A critic's judgement of one round (a verifier's pass/fail is ``rft.verifiers.Verdict``)."""
+
     score: float = Field(ge=0.0, le=1.0)  # probability that the answer should be accepted
     accept: bool
     critic: str  # which critic judged: a name and version, or "llm-judge:<model spec>"
@@ -25,7 +27,7 @@ class Verdict(BaseModel):
 class SufficiencyCritic(Protocol):
     name: str
 
-    def judge(self, items: list[CriticInput]) -> list[Verdict]: ...
+    def judge(self, items: list[CriticInput]) -> list[Judgement]: ...
 
 
 class CriticExample(CriticInput):

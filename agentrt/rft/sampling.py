@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages, message_to_dict
+from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from pydantic import BaseModel
 
 from agentrt.rft.tasks import Task
+from agentrt.runner import record_call
 from agentrt.rft.verifiers import Attempt, Verdict, verify
 from agentrt.trajectory_store import TrajectoryStore
 
@@ -86,19 +87,11 @@ def draw(model: Any, task: Task, n: int, *, temperature: float, batched: bool, m
 
 def record(store: TrajectoryStore | None, task: Task, reply: AIMessage, verdict: Verdict, *, model: str,
            phase: str, round_no: int) -> str:
-    run_id = str(uuid.uuid4())
     if store is None:
-        return run_id
-    prompt = prompt_of(task)
-    store.start_run(
-        run_id=run_id, thread_id=None, graph=GRAPH, model=model, input=str(prompt[-1].content)[:2000],
-        metadata={"task_id": task.id, "task_type": task.task_type, "difficulty": task.difficulty,
-                  "tools": task.tools, "phase": phase, "round": round_no, "source": task.source},
-    )
-    store.add_event(run_id, "__input__", {"messages": [message_to_dict(m) for m in prompt]})
-    store.add_event(run_id, "model", {"messages": [message_to_dict(reply)]})
-    store.finish_run(run_id, status="completed", final_answer=str(reply.content).strip() or None,
-                     stop_reason="answered")
+        return str(uuid.uuid4())
+    run_id = record_call(store, graph=GRAPH, model=model, prompt=prompt_of(task), reply=reply, tools=task.tools,
+                         metadata={"task_id": task.id, "task_type": task.task_type, "difficulty": task.difficulty,
+                                   "tools": task.tools, "phase": phase, "round": round_no, "source": task.source})
     store.set_reward(run_id, 1.0 if verdict.passed else 0.0)
     store.merge_metadata(run_id, {"verdict": verdict.model_dump()})
     return run_id

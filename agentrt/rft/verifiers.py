@@ -15,13 +15,9 @@ is a failed attempt with a reason, not an exception. Three kinds exist:
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import json
 import math
 import re
-import sys
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agentrt.loading import load_reference
 from agentrt.qa_metrics import exact_match, f1_score, is_correct
 from agentrt.rft.tasks import Task, TaskError
 
@@ -506,42 +503,13 @@ def _builtin_hint() -> str:
 
 
 def _load_function(reference: str) -> Callable[..., Any]:
-    target, sep, attribute = reference.rpartition(":")
-    if not sep or not target or not attribute:
+    if ":" not in reference:
         raise TaskError(f"unknown verifier {reference!r}: {_builtin_hint()}")
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        module = _load_file(target, reference)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except Exception as exc:  # noqa: BLE001 - any import failure is reported the same way
-            raise TaskError(f"verifier {reference!r}: cannot import module {target!r} "
-                            f"({type(exc).__name__}: {exc}); {_builtin_hint()}") from exc
-    function = getattr(module, attribute, None)
-    if function is None:
-        raise TaskError(f"verifier {reference!r}: {target} has no function {attribute!r}")
+    function = load_reference(reference, root=Path.cwd(), error=lambda m: TaskError(f"{m}; {_builtin_hint()}"),
+                              what="verifier")
     if not callable(function):
-        raise TaskError(f"verifier {reference!r}: {target}.{attribute} is not callable")
+        raise TaskError(f"verifier {reference!r} is not callable")
     return function
-
-
-def _load_file(target: str, reference: str) -> Any:
-    path = Path(target).expanduser().resolve()
-    if not path.is_file():
-        raise TaskError(f"verifier {reference!r}: no file {path}; give the path to a .py file "
-                        "(relative to the working directory) and the function name after ':'")
-    module_name = "agentrt_user_verifier_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise TaskError(f"verifier {reference!r}: {path} cannot be loaded as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001
-        sys.modules.pop(module_name, None)
-        raise TaskError(f"verifier {reference!r}: loading {path} failed ({type(exc).__name__}: {exc})") from exc
-    return module
 
 
 def _to_verdict(result: Any, reference: str) -> Verdict:
