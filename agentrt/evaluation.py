@@ -19,6 +19,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel, Field
 
 from agentrt.data.qa import QATask
+from agentrt.jsonl import read_log
 from agentrt.qa_metrics import (
     bootstrap_ci,
     exact_match,
@@ -174,15 +175,7 @@ def evaluate(
 
 
 def load_results(path: Path) -> list[QAResult]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(QAResult.model_validate_json(line))
-        except ValueError:
-            continue  # a line cut by an interruption: that question runs again
-    return out
+    return read_log(path, QAResult)  # a line cut by an interruption: that question runs again
 
 
 def summarize(results: list[QAResult], order: list[str], reference: str | None = None) -> list[SettingSummary]:

@@ -14,7 +14,6 @@ stopped; every path is also recorded as a trajectory.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from pydantic import BaseModel
 
 from agentrt.critics.types import CriticExample
 from agentrt.data.qa import QATask
+from agentrt.jsonl import read_log
 from agentrt.qa_metrics import is_correct
 from agentrt.runner import run, run_config
 from agentrt.sim_rag import SimRagConfig, build_sim_rag, evidence_lines, rounds_of
@@ -107,12 +107,4 @@ def practice(
 
 
 def _done_questions(out: Path) -> set[str]:
-    if not out.is_file():
-        return set()
-    done = set()
-    for line in out.read_text(encoding="utf-8").splitlines():
-        try:
-            done.add(json.loads(line)["question_id"])
-        except (json.JSONDecodeError, KeyError):
-            continue  # a line cut by an interruption: that question is practised again
-    return done
+    return {row.question_id for row in read_log(out, CriticExample)}  # a cut line: practised again

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from agentrt.errors import AgentrtError
 from agentrt.paths import home
@@ -446,14 +446,6 @@ class TrajectoryStore:
         for run_id in ids:
             yield self._load(run_id)
 
-    def export_jsonl(self, out: TextIO, **filters: Any) -> int:
-        """Write matching trajectories to ``out``, one JSON object per line; returns how many."""
-        count = 0
-        for traj in self.iter(**filters):
-            out.write(traj.model_dump_json())
-            out.write("\n")
-            count += 1
-        return count
 
     # --- lifetime ------------------------------------------------------------------------------
 

@@ -182,7 +182,7 @@ def test_collect_appends_and_resumes(scripted, retriever, tmp_path):
 
 def test_damaged_pairs_file_is_a_clear_error(tmp_path):
     (tmp_path / "pairs.jsonl").write_text('{"nope": 1}\n{"also": "bad"}\n')
-    with pytest.raises(CriticError, match="line 1 is not a ranking pair"):
+    with pytest.raises(CriticError, match="line 1: not a valid ranking pair row"):
         read_pairs(tmp_path / "pairs.jsonl")
     result = CliRunner().invoke(app, ["plan", "train", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "no pairs at" in result.output and "Traceback" not in result.output

@@ -328,8 +328,8 @@ def test_dataset_round_trip_and_errors(tmp_path: Path) -> None:
     check("\n  \n", r"is empty")
     check(good + "\n{oops\n", r"line 2: not valid JSON")
     check(good + "\n\n" + good.replace('"label":0', '"label":3').replace('"label":1', '"label":3') + "\n",
-          r"line 3: invalid example: label: Input should be less than or equal to 1")
-    check(json.dumps({"question": "q"}), r"line 1: invalid example: .*Field required")
+          r"line 3: not a valid dataset row \(label: Input should be less than or equal to 1")
+    check(json.dumps({"question": "q"}), r"line 1: not a valid dataset row .*Field required")
     check("[1, 2]\n", r"line 1: expected a JSON object")
     with pytest.raises(DatasetError, match="no dataset file"):
         read_examples(tmp_path / "absent.jsonl")

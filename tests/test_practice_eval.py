@@ -8,7 +8,6 @@ import json
 import pytest
 from langchain_core.messages import SystemMessage
 
-from agentrt import sim_rag
 from agentrt.retrieval import shared
 from agentrt.data.qa import DataError, QATask, load_qa, split
 from agentrt.evaluation import EvalSetting, evaluate, plot, summarize

@@ -118,7 +118,7 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path) -> None:
         read_tasks(empty)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": "x"}\n')
-    with pytest.raises(TaskError, match="broken.jsonl:1"):
+    with pytest.raises(TaskError, match="broken.jsonl line 1"):
         read_tasks(broken)
     for spec in ("openai:gpt-4o-mini", "http://127.0.0.1:9/v1#m"):
         with pytest.raises(SFTError, match="remote"):

@@ -213,14 +213,17 @@ def test_export_jsonl_round_trip(store: TrajectoryStore):
     record_run(store, "run-a", graph="react", started_at=T0)
     record_run(store, "run-b", graph="plan", started_at=T0 + 1)
     store.set_reward("run-a", 0.75)
+    from agentrt.rft.export import ExportFilter, write_examples
+
     out = io.StringIO()
-    assert store.export_jsonl(out) == 2
+    assert write_examples(store, out, "jsonl", ExportFilter(status=None)).written == 2  # the one export path
     lines = out.getvalue().splitlines()
     back = [Trajectory.model_validate_json(line) for line in lines]
     assert [t.run_id for t in back] == ["run-b", "run-a"]
     assert back[1] == store.get("run-a") and back[1].reward == 0.75
     out = io.StringIO()
-    assert store.export_jsonl(out, graph="plan") == 1 and json.loads(out.getvalue())["graph"] == "plan"
+    assert write_examples(store, out, "jsonl", ExportFilter(status=None, graph="plan")).written == 1
+    assert json.loads(out.getvalue())["graph"] == "plan"
 
 
 def test_reward_and_critic_scores(store: TrajectoryStore):

@@ -9,13 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from agentrt.cr_planner.mcts import SearchSettings, TreeSearch, TreeStats
 from agentrt.cr_planner.plan import PlanSettings
 from agentrt.critics.classifier import CriticError
 from agentrt.critics.ranking import RankingPair
 from agentrt.data.qa import QATask
+from agentrt.jsonl import read_log, read_rows
 from agentrt.retrieval.types import Retriever
 
 PAIRS_FILE = "pairs.jsonl"
@@ -62,16 +63,7 @@ def collect(tasks: list[QATask], out: Path, *, settings: PlanSettings, search: S
 
 
 def read_trees(folder: Path) -> list[TreeStats]:
-    path = folder / TREES_FILE
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(TreeStats.model_validate_json(line))
-        except ValidationError:
-            continue  # a line cut by an interruption: that question is searched again
-    return out
+    return read_log(folder / TREES_FILE, TreeStats)  # a cut line: that question is searched again
 
 
 def _drop_unfinished(path: Path, finished: set[str]) -> None:
@@ -79,13 +71,7 @@ def _drop_unfinished(path: Path, finished: set[str]) -> None:
     part of a question's pairs, or half a line), written to a new file renamed into place."""
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if RankingPair.model_validate_json(line).group in finished:
-                kept.append(line + "\n")
-        except ValidationError:
-            continue
+    kept = [pair.model_dump_json() + "\n" for pair in read_log(path, RankingPair) if pair.group in finished]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(kept), encoding="utf-8")
     tmp.replace(path)
@@ -98,18 +84,7 @@ def read_pairs(path: Path) -> list[RankingPair]:
     if not file.is_file():
         raise CriticError(f"no pairs at {file}: collect them with `agentrt plan collect --out {folder}`")
     finished = {t.question_id for t in read_trees(folder)} if (folder / TREES_FILE).is_file() else None
-    lines = file.read_text(encoding="utf-8").splitlines()
-    pairs = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            pair = RankingPair.model_validate_json(line)
-        except ValidationError as exc:
-            if number == len(lines) and finished is not None:
-                continue  # the last line, cut by an interruption of an unfinished question
-            raise CriticError(f"{file} line {number} is not a ranking pair ({exc.errors()[0]['msg']}): "
-                              "the file is damaged; collect again into a new folder") from exc
-        if finished is None or pair.group in finished:
-            pairs.append(pair)
-    return pairs
+    if finished is not None:  # a resumable collection: a cut last line belongs to an unfinished question
+        return [pair for pair in read_log(file, RankingPair) if pair.group in finished]
+    return read_rows(file, RankingPair, what="ranking pair", error=lambda m: CriticError(
+        f"{m}: the file is damaged; collect again into a new folder"))

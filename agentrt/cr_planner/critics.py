@@ -103,7 +103,3 @@ def plan_critic(setting: str, kind: str, *, model: Any, spec: str) -> PlanCritic
                                 "`agentrt plan collect` and `agentrt plan train`", kind, name, spec)
                 return LLMPlanJudge(model, spec)
         return _loaded[name]
-
-
-def is_llm_judge(critic: PlanCritic) -> bool:
-    return isinstance(critic, LLMPlanJudge)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterable
@@ -10,8 +9,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agentrt.errors import AgentrtError
 from agentrt.critics.types import CriticExample
+from agentrt.errors import AgentrtError
+from agentrt.jsonl import read_rows
 
 
 class DatasetError(AgentrtError, ValueError):
@@ -29,27 +29,7 @@ def _describe(exc: ValidationError) -> str:
 
 def read_examples(path: str | Path) -> list[CriticExample]:
     """Every example of a JSONL dataset, or a ``DatasetError`` naming the first bad line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError(f"no dataset file {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read dataset {path}: {exc}") from exc
-    examples = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path} line {number}: expected a JSON object (one CriticExample), got {type(row).__name__}")
-        try:
-            examples.append(CriticExample.model_validate(row))
-        except ValidationError as exc:
-            raise DatasetError(f"{path} line {number}: invalid example: {_describe(exc)}") from None
+    examples = read_rows(Path(path), CriticExample, error=DatasetError, what="dataset")
     if not examples:
         raise DatasetError(
             f"{path} is empty: a critic dataset has one CriticExample JSON object per line "

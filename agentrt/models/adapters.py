@@ -69,10 +69,3 @@ def save_adapter(model: Any, name: str, meta: dict[str, Any]) -> tuple[Path, str
     final = root / f"v{version}"
     staging.rename(final)
     return final, f"{name}@v{version}"
-
-
-def adapter_meta(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / META).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}

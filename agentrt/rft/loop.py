@@ -22,9 +22,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from agentrt.jsonl import read_log
 from agentrt.rft.fanout import sample_fanned
 from agentrt.rft.sampling import Sample, TaskSamples, accuracy, dumps_calls
-from agentrt.rft.sft import Conversation, SFTReport, SFTSettings, base_folder, train_lora
+from agentrt.rft.sft import (
+    Conversation,
+    SFTReport,
+    SFTSettings,
+    base_folder,
+    train_lora,
+)
 from agentrt.rft.tasks import Task, TaskError
 from agentrt.trajectory_store import TrajectoryStore
 
@@ -134,14 +141,7 @@ def _eef(tasks: list[Task], cfg: RFTConfig, student: str, store: TrajectoryStore
     from agentrt.manifest import load_graph
     from agentrt.rft.eef import EEFResult, explore_expert_failure
 
-    done = {}
-    if out.is_file():
-        for line in out.read_text().splitlines():
-            try:
-                r = EEFResult.model_validate_json(line)
-                done[r.task_id] = r
-            except ValueError:
-                continue
+    done = {r.task_id: r for r in read_log(out, EEFResult)}
     checkpointer = sqlite_checkpointer(out.with_suffix(".checkpoints.sqlite"))
     kept: list[str] = []
     with out.open("a", encoding="utf-8") as f:

@@ -24,9 +24,10 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from pydantic import BaseModel
 
+from agentrt.jsonl import read_log
 from agentrt.rft.tasks import Task
-from agentrt.runner import record_call
 from agentrt.rft.verifiers import Attempt, Verdict, verify
+from agentrt.runner import record_call
 from agentrt.trajectory_store import TrajectoryStore
 
 GRAPH = "single_turn"
@@ -153,16 +154,7 @@ def sample_task(
 def done_tasks(path: Path) -> dict[str, TaskSamples]:
     """Tasks already sampled in an earlier (interrupted) call: a samples file is appended task by
     task, and a line cut by a crash is ignored (that task is sampled again)."""
-    done: dict[str, TaskSamples] = {}
-    if not path.is_file():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = TaskSamples.model_validate_json(line)
-        except ValueError:
-            continue
-        done[row.task_id] = row
-    return done
+    return {row.task_id: row for row in read_log(path, TaskSamples)}
 
 
 def sample_all(

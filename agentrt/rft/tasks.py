@@ -8,13 +8,13 @@ messages), the tools offered (OpenAI function schemas), and whatever its verifie
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from agentrt.errors import AgentrtError
+from agentrt.jsonl import read_rows
 
 TaskType = Literal["name_detection", "parameter_filling", "parallel", "chained", "no_tool", "qa", "other"]
 
@@ -36,24 +36,13 @@ class Task(BaseModel):
 
 
 def read_tasks(path: str | Path) -> list[Task]:
-    path = Path(path)
-    if not path.is_file():
-        raise TaskError(f"task file {path} does not exist")
-    tasks: list[Task] = []
+    tasks = read_rows(Path(path), Task, what="task", error=lambda m: TaskError(
+        f"{m}; each line is a JSON object with id, messages, verifier"))
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                task = Task.model_validate(json.loads(line))
-            except (json.JSONDecodeError, ValidationError) as exc:
-                raise TaskError(f"{path}:{number} is not a task ({exc.__class__.__name__}: "
-                                f"{str(exc).splitlines()[0]}); each line is a JSON object with id, messages, verifier") from exc
-            if task.id in seen:
-                raise TaskError(f"{path}:{number}: task id {task.id!r} appears twice")
-            seen.add(task.id)
-            tasks.append(task)
+    for task in tasks:
+        if task.id in seen:
+            raise TaskError(f"{path}: task id {task.id!r} appears twice")
+        seen.add(task.id)
     if not tasks:
         raise TaskError(f"task file {path} has no tasks; write one JSON task per line")
     return tasks
