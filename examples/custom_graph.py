@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from agentrt.agent import Budget, build_tool_agent, user_input
-from agentrt.runner import run, run_config
-from agentrt.tool import tool
-from agentrt.trajectory_store import TrajectoryStore, default_store_path
+from agentrt import Budget, TrajectoryStore, build_tool_agent, default_store_path, run, run_config, tool, user_input
 
 
 @tool(timeout=2)

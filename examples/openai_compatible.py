@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from agentrt.agent import user_input
-from agentrt.manifest import load_graph
-from agentrt.runner import run, run_config
-from agentrt.trajectory_store import TrajectoryStore, default_store_path
+from agentrt import TrajectoryStore, default_store_path, load_graph, run, run_config, user_input
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:

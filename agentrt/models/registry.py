@@ -21,6 +21,7 @@ import importlib.util
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,40 +104,45 @@ def _evict() -> None:
         _loaded.popitem(last=False)
 
 
-def _build(spec: str) -> AgentChatModel:
-    if not spec:
-        raise ModelError(f"empty model spec. {_HELP}")
-    scheme, _, rest = spec.partition(":")
-    if spec.startswith(("http://", "https://")):
-        from agentrt.models.openai_backend import OpenAIChatModel
+def _openai_compatible(spec: str, _rest: str) -> AgentChatModel:
+    from agentrt.models.openai_backend import OpenAIChatModel
 
-        base_url, _, model = spec.partition("#")
-        return OpenAIChatModel(
-            spec=spec, model=model or "default", base_url=base_url, api_key=credentials.key_for(base_url)
-        )
-    if scheme == "openai" and rest:
-        from agentrt.models.openai_backend import OpenAIChatModel
+    base_url, _, model = spec.partition("#")
+    return OpenAIChatModel(spec=spec, model=model or "default", base_url=base_url, api_key=credentials.key_for(base_url))
 
-        return OpenAIChatModel(spec=spec, model=rest, api_key=credentials.openai_key())
-    if spec == "scripted:echo":
-        from agentrt.models.scripted import ScriptedChatModel, echo
 
-        return ScriptedChatModel(spec=spec, script=echo)
-    if scheme == "llamacpp" and "+" in rest:
+def _openai(spec: str, rest: str) -> AgentChatModel:
+    from agentrt.models.openai_backend import OpenAIChatModel
+
+    return OpenAIChatModel(spec=spec, model=rest, api_key=credentials.openai_key())
+
+
+def _scripted(spec: str, rest: str) -> AgentChatModel:
+    from agentrt.models.scripted import ScriptedChatModel, echo
+
+    if rest != "echo":
+        raise ModelError(f"unknown scripted model {spec!r}: only scripted:echo is built in (register others in code)")
+    return ScriptedChatModel(spec=spec, script=echo)
+
+
+def _local(spec: str, rest: str) -> AgentChatModel:
+    from agentrt.models import adapters
+    from agentrt.models.transformers_backend import TransformersChatModel
+
+    base, _, adapter = rest.partition("+")
+    return TransformersChatModel(spec=spec, model_dir=str(weights.hf_dir(base)),
+                                 adapter_dir=str(adapters.resolve(adapter)) if adapter else None)
+
+
+def _llamacpp(spec: str, rest: str) -> AgentChatModel:
+    from agentrt.models.llamacpp_backend import LlamaCppChatModel
+
+    if "+" in rest:
         raise ModelError(f"{spec!r}: LoRA adapters run on the transformers backend only; use local:{rest}")
-    if scheme == "local" and rest:
-        from agentrt.models import adapters
-        from agentrt.models.transformers_backend import TransformersChatModel
+    return LlamaCppChatModel(spec=spec, gguf=str(weights.gguf_path(rest)), tokenizer_dir=str(weights.tokenizer_dir(rest)))
 
-        base, _, adapter = rest.partition("+")
-        return TransformersChatModel(spec=spec, model_dir=str(weights.hf_dir(base)),
-                                     adapter_dir=str(adapters.resolve(adapter)) if adapter else None)
-    if scheme == "llamacpp" and rest:
-        from agentrt.models.llamacpp_backend import LlamaCppChatModel
 
-        return LlamaCppChatModel(
-            spec=spec, gguf=str(weights.gguf_path(rest)), tokenizer_dir=str(weights.tokenizer_dir(rest))
-        )
+def _path(spec: str) -> AgentChatModel | None:
     path = Path(spec).expanduser()
     if path.is_dir():
         from agentrt.models.transformers_backend import TransformersChatModel
@@ -146,7 +152,34 @@ def _build(spec: str) -> AgentChatModel:
         from agentrt.models.llamacpp_backend import LlamaCppChatModel
 
         return LlamaCppChatModel(spec=spec, gguf=str(path), tokenizer_dir=str(path))
-    raise ModelError(f"unknown model spec {spec!r}. {_HELP}")
+    return None
+
+
+Builder = Callable[[str, str], AgentChatModel]
+SCHEMES: dict[str, Builder] = {
+    "http": _openai_compatible, "https": _openai_compatible, "openai": _openai, "scripted": _scripted,
+    "local": _local, "llamacpp": _llamacpp,
+}
+"""Spec scheme (the part before ``:``) -> builder of (whole spec, rest after ``scheme:``). A
+backend of one's own is a :func:`register_scheme` away; a spec with no known scheme is a path."""
+
+
+def register_scheme(scheme: str, builder: Builder) -> None:
+    """Let ``scheme:REST`` specs build models with ``builder(spec, rest)``."""
+    SCHEMES[scheme] = builder
+
+
+def _build(spec: str) -> AgentChatModel:
+    if not spec:
+        raise ModelError(f"empty model spec. {_HELP}")
+    scheme, _, rest = spec.partition(":")
+    builder = SCHEMES.get(scheme)
+    if builder is not None and rest:
+        return builder(spec, rest)
+    model = _path(spec)
+    if model is None:
+        raise ModelError(f"unknown model spec {spec!r}. {_HELP}")
+    return model
 
 
 _HELP = (
