@@ -20,7 +20,6 @@ _EXPORTS = {
     "Budget": "agentrt.agent",
     "build_tool_agent": "agentrt.agent",
     "user_input": "agentrt.agent",
-    "tool": "agentrt.tool",
     "run": "agentrt.runner",
     "run_config": "agentrt.runner",
     "stream_run": "agentrt.runner",
@@ -35,7 +34,11 @@ _EXPORTS = {
     "load_graph": "agentrt.manifest",
     "home": "agentrt.paths",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "tool"])
+
+# Bound here, not lazily: the decorator shares its name with its module, agentrt.tool, and a
+# submodule once imported would shadow a lazy attribute.
+from agentrt.tool import tool  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:
