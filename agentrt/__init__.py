@@ -38,7 +38,7 @@ __all__ = sorted([*_EXPORTS, "tool"])
 
 # Bound here, not lazily: the decorator shares its name with its module, agentrt.tool, and a
 # submodule once imported would shadow a lazy attribute.
-from agentrt.tool import tool  # noqa: E402
+from agentrt.tool import tool as tool  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:

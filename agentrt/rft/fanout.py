@@ -15,7 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agentrt.rft.sampling import TaskSamples, done_tasks, sample_all
+from agentrt.rft.dart import done_tasks, sample_all
+from agentrt.rft.sampling import TaskSamples
 from agentrt.rft.tasks import Task, TaskError
 from agentrt.trajectory_store import TrajectoryStore
 
