@@ -21,10 +21,11 @@ from agentrt.cr_planner.cli import plan_app
 from agentrt.critics.cli import critic_app
 from agentrt.errors import AgentrtError
 from agentrt.paths import home
-from agentrt.qa_cli import eval_app, practice
+from agentrt.qa.cli import eval_app
 from agentrt.retrieval.cli import index_app
 from agentrt.rft.cli import rft_app
 from agentrt.server.cli import keys_app, serve
+from agentrt.sim_rag.cli import practice
 
 app = typer.Typer(help="agentrt: run LLM agents with tools and retrieval, record trajectories.", no_args_is_help=True)
 traj_app = typer.Typer(help="Read and export recorded trajectories.", no_args_is_help=True)

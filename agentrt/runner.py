@@ -10,12 +10,11 @@ sets one, else the last model message; the stop reason is the state's ``stop_rea
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-
-import threading
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, convert_to_messages, message_to_dict

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 import argparse
 
-from agentrt import Budget, TrajectoryStore, build_tool_agent, default_store_path, run, run_config, tool, user_input
+from agentrt import (
+    Budget,
+    TrajectoryStore,
+    build_tool_agent,
+    default_store_path,
+    run,
+    run_config,
+    tool,
+    user_input,
+)
 
 
 @tool(timeout=2)

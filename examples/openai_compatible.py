@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import sys
 
-from agentrt import TrajectoryStore, default_store_path, load_graph, run, run_config, user_input
+from agentrt import (
+    TrajectoryStore,
+    default_store_path,
+    load_graph,
+    run,
+    run_config,
+    user_input,
+)
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:

@@ -5,6 +5,6 @@ trained critic's name or path), ``max_rounds``, ``docs_per_round``, ``at_cap`` (
 abstain), ``index`` (an index folder; default: the HotpotQA demo index).
 """
 
-from agentrt.sim_rag import build_sim_rag
+from agentrt.sim_rag.graph import build_sim_rag
 
 graph = build_sim_rag().compile(name="sim_rag")

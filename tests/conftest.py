@@ -40,7 +40,7 @@ def store(tmp_path: Path) -> Iterator[TrajectoryStore]:
 @pytest.fixture(scope="session")
 def small_real_index(tmp_path_factory):
     """A real MiniLM + FAISS index over the paragraphs of 20 HotpotQA records (~200 documents)."""
-    from agentrt.data.qa import hotpotqa_path
+    from agentrt.qa.data import hotpotqa_path
     from agentrt.retrieval.corpus import hotpotqa_corpus
     from agentrt.retrieval.index import VectorIndex
 

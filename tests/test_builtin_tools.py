@@ -400,9 +400,9 @@ def test_search_tool_returns_titled_passages_and_the_evaluation_reads_them(monke
     from langchain_core.messages import HumanMessage
 
     from agentrt.agent import build_tool_agent
-    from agentrt.data.qa import QATask
-    from agentrt.evaluation import measure
     from agentrt.models.scripted import call
+    from agentrt.qa.data import QATask
+    from agentrt.qa.evaluation import measure
     from agentrt.retrieval import shared
     from agentrt.runner import run, run_config
     from tests.test_sim_rag import WordOverlap

@@ -21,11 +21,12 @@ from agentrt.cr_planner.plan import (
     PlanSettings,
     allowed_subgoals,
 )
-from agentrt.critics.classifier import CriticError, list_critics
+from agentrt.critics.classifier import CriticError
+from agentrt.critics.folders import list_critics
 from agentrt.critics.ranking import RankingCritic, RankingPair, train_ranking_critic
-from agentrt.data.qa import QATask
-from agentrt.evaluation import measure
 from agentrt.models.registry import load_model
+from agentrt.qa.data import QATask
+from agentrt.qa.evaluation import measure
 from agentrt.runner import run, run_config
 from tests.test_sim_rag import WordOverlap
 
@@ -227,7 +228,7 @@ def test_ranking_critic_learns_pairs_and_is_versioned(tmp_path, monkeypatch):
 def test_planner_and_tree_search_with_real_model_and_index(small_real_index, store, tmp_path, monkeypatch):
     """The embedded Qwen plans over a real index: the LLM-judge planner answers within its budget,
     and `plan collect` searches a tree within its model-call budget."""
-    from agentrt.data.qa import load_qa
+    from agentrt.qa.data import load_qa
 
     folder, source = small_real_index
     task = load_qa(source)[0]

@@ -24,8 +24,10 @@ from agentrt.critics.classifier import (
     save_critic,
 )
 from agentrt.critics.cli import critic_app
-from agentrt.critics.dataset import DatasetError, read_examples, write_examples
-from agentrt.critics.train import (
+from agentrt.critics.types import CriticExample, CriticInput, Judgement
+from agentrt.sim_rag.dataset import DatasetError, read_examples, write_examples
+from agentrt.sim_rag.stopping import choose_stopping_threshold, practice_paths
+from agentrt.sim_rag.train import (
     TrainReport,
     choose_threshold,
     compare_labelings,
@@ -33,8 +35,6 @@ from agentrt.critics.train import (
     split_by_question,
     train_critic,
 )
-from agentrt.critics.stopping import choose_stopping_threshold, practice_paths
-from agentrt.critics.types import CriticExample, CriticInput, Judgement
 
 COUNTRIES = ["Arland", "Borvia", "Castel", "Dunmere", "Eskaria", "Fenwick", "Galdor", "Harrow", "Istra", "Jorvik",
              "Kaleth", "Lumen", "Mordal", "Norland", "Orvane", "Pellar", "Quintar", "Rodan", "Sarnia", "Tolbar",

@@ -8,14 +8,13 @@ retries, error mapping and streaming are exercised as they run against vLLM, lla
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import functools
 import json
 import operator
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -8,13 +8,19 @@ import json
 import pytest
 from langchain_core.messages import SystemMessage
 
-from agentrt.retrieval import shared
-from agentrt.data.qa import DataError, QATask, load_qa, split
-from agentrt.evaluation import EvalSetting, evaluate, plot, summarize
 from agentrt.models.cache import cached_models
-from agentrt.practice import practice
-from agentrt.qa_metrics import bootstrap_ci, exact_match, f1_score, is_correct, normalize_answer
-from agentrt.sim_rag import QUERY_PROMPT, SimRagConfig
+from agentrt.qa.data import DataError, QATask, load_qa, split
+from agentrt.qa.evaluation import EvalSetting, evaluate, plot, summarize
+from agentrt.qa.metrics import (
+    bootstrap_ci,
+    exact_match,
+    f1_score,
+    is_correct,
+    normalize_answer,
+)
+from agentrt.retrieval import shared
+from agentrt.sim_rag.graph import QUERY_PROMPT, SimRagConfig
+from agentrt.sim_rag.practice import practice
 from tests.test_sim_rag import WordOverlap
 
 TASKS = [

@@ -115,9 +115,9 @@ def test_assembled_gguf_is_verified_and_rebuilt(tmp_path, monkeypatch):
 
 
 def test_sim_rag_with_real_model_and_index(small_real_index, store):
-    from agentrt.data.qa import load_qa
+    from agentrt.qa.data import load_qa
     from agentrt.runner import run, run_config
-    from agentrt.sim_rag import build_sim_rag, rounds_of
+    from agentrt.sim_rag.graph import build_sim_rag, rounds_of
 
     folder, source = small_real_index
     task = load_qa(source)[0]

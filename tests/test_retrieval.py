@@ -19,8 +19,18 @@ from agentrt.retrieval import bench, embedders
 from agentrt.retrieval import index as index_module
 from agentrt.retrieval.chunking import chunk_document, split_text
 from agentrt.retrieval.cli import index_app
-from agentrt.retrieval.corpus import demo_index, hotpotqa_corpus, hotpotqa_path, read_corpus
-from agentrt.retrieval.embedders import MINILM_NAME, EmbedderError, OpenAIEmbedder, load_embedder
+from agentrt.retrieval.corpus import (
+    demo_index,
+    hotpotqa_corpus,
+    hotpotqa_path,
+    read_corpus,
+)
+from agentrt.retrieval.embedders import (
+    MINILM_NAME,
+    EmbedderError,
+    OpenAIEmbedder,
+    load_embedder,
+)
 from agentrt.retrieval.errors import CorpusError, RetrievalError
 from agentrt.retrieval.hybrid import BM25Ranking, reciprocal_rank_fusion
 from agentrt.retrieval.index import VectorIndex

@@ -12,9 +12,9 @@ from langchain_core.messages import AIMessage, ToolMessage
 from agentrt.agent import build_tool_agent
 from agentrt.checkpoints import sqlite_checkpointer
 from agentrt.models.scripted import call
+from agentrt.rft.dart import sample_all, sample_task
 from agentrt.rft.eef import explore_expert_failure
 from agentrt.rft.loop import RFTConfig, conversation_of, run_rft, select
-from agentrt.rft.dart import sample_all, sample_task
 from agentrt.rft.sampling import Sample, TaskSamples
 from agentrt.rft.sft import SFTError, SFTSettings, base_folder
 from agentrt.rft.tasks import Task, TaskError, read_tasks, write_tasks

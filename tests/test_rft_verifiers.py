@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 
 from agentrt.rft import bfcl
-from agentrt.rft.bfcl import EVAL_CATEGORIES, TRAIN_CATEGORIES, load_bfcl, load_hotpotqa_tasks
+from agentrt.rft.bfcl import (
+    EVAL_CATEGORIES,
+    TRAIN_CATEGORIES,
+    load_bfcl,
+    load_hotpotqa_tasks,
+)
 from agentrt.rft.tasks import Task, TaskError, read_tasks, write_tasks
 from agentrt.rft.verifiers import (
     Attempt,

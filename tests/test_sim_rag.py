@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import HumanMessage
 
-from agentrt import sim_rag
-from agentrt.retrieval import shared
 from agentrt.critics.types import Judgement
+from agentrt.retrieval import shared
 from agentrt.retrieval.types import ScoredDocument
 from agentrt.runner import run, run_config
-from agentrt.sim_rag import ABSTAIN, build_sim_rag, parse_answer, rounds_of
+from agentrt.sim_rag import graph as sim_rag
+from agentrt.sim_rag.graph import ABSTAIN, build_sim_rag, parse_answer, rounds_of
 
 DOCS = [
     ("Paris", "Paris is the capital of France."),

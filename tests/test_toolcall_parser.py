@@ -8,7 +8,11 @@ import re
 
 import pytest
 
-from agentrt.models.toolcall_parser import ParsedOutput, has_tool_call_start, parse_tool_calls
+from agentrt.models.toolcall_parser import (
+    ParsedOutput,
+    has_tool_call_start,
+    parse_tool_calls,
+)
 
 TOOLS = ["calculator", "get_weather", "search"]
 CALC = '{"name": "calculator", "arguments": {"expression": "2+2"}}'

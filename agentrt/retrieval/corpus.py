@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from agentrt.data.qa import hotpotqa_path  # noqa: F401 (re-exported for the index CLI)
+from agentrt.qa.data import hotpotqa_path  # noqa: F401 (re-exported for the index CLI)
 from agentrt.retrieval.errors import CorpusError
 from agentrt.retrieval.index import ProgressFn, VectorIndex
 from agentrt.retrieval.types import Document

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agentrt.data import qa as qa_data
+from agentrt.qa import data as qa_data
 from agentrt.rft.tasks import Task, TaskError, TaskType
 from agentrt.rft.verifiers import tool_name_key
 

@@ -49,7 +49,7 @@ def tasks_hotpotqa(
     split: Annotated[str, typer.Option(help="first:N, last:N, A:B or all")] = "last:300",
 ) -> None:
     """Closed-book QA tasks from the HotpotQA file, verified by EM/F1."""
-    from agentrt.data.qa import DataError
+    from agentrt.qa.data import DataError
     from agentrt.rft.bfcl import load_hotpotqa_tasks
     from agentrt.rft.tasks import TaskError, write_tasks
 

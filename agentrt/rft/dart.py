@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from agentrt.jsonl import read_log
-from agentrt.rft.sampling import Sample, TaskSamples, attempt_of, draw, record, run_graph_task
+from agentrt.rft.sampling import (
+    Sample,
+    TaskSamples,
+    attempt_of,
+    draw,
+    record,
+    run_graph_task,
+)
 from agentrt.rft.tasks import Task
 from agentrt.rft.verifiers import verify
 from agentrt.trajectory_store import TrajectoryStore

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentrt.loading import load_reference
-from agentrt.qa_metrics import exact_match, f1_score, is_correct
+from agentrt.qa.metrics import exact_match, f1_score, is_correct
 from agentrt.rft.tasks import Task, TaskError
 
 MALFORMED = "__malformed__"

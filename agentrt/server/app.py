@@ -25,9 +25,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agentrt.checkpoints import sqlite_checkpointer
 from agentrt.manifest import ManifestError, find_manifest, load_graph, load_manifest
+from agentrt.models.registry import set_max_loaded
 from agentrt.server import openai_api, trajectories_api
 from agentrt.server.auth import Auth, owner_of
-from agentrt.models.registry import set_max_loaded
 from agentrt.server.limits import BodySizeLimit
 from agentrt.server.policy import ModelPolicy
 from agentrt.server.run_requests import new_job, recovered_job, stream_modes

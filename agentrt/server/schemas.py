@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 MAX_OFFSET = 2**53  # beyond any table, within SQLite's integers
 MAX_DEPTH = 64  # JSON nesting a request may carry; orjson stops at 255 and JSON columns must stay readable

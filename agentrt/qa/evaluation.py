@@ -18,9 +18,9 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel, Field
 
-from agentrt.data.qa import QATask
 from agentrt.jsonl import read_log
-from agentrt.qa_metrics import (
+from agentrt.qa.data import QATask
+from agentrt.qa.metrics import (
     bootstrap_ci,
     exact_match,
     f1_score,

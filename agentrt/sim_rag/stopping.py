@@ -26,29 +26,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from itertools import pairwise
 
-from pydantic import BaseModel
-
-from agentrt.critics.types import CriticExample
-from agentrt.qa_metrics import f1_score
-
-
-class StopOutcome(BaseModel):
-    """The replayed loop at one threshold, averaged over dev questions."""
-
-    threshold: float
-    f1: float
-    rounds: float
-
-
-class StoppingMetrics(BaseModel):
-    """The chosen threshold beside the two fixed policies it must beat."""
-
-    questions: int
-    paths: int
-    retrieval_cost: float
-    chosen: StopOutcome
-    first_round: StopOutcome  # accept every first answer: single-round RAG
-    at_cap: StopOutcome  # accept nothing: fixed rounds up to the cap
+from agentrt.critics.types import CriticExample, StopOutcome, StoppingMetrics
+from agentrt.qa.metrics import f1_score
 
 
 def practice_paths(indices: Sequence[int], rounds: Sequence[CriticExample]) -> list[list[int]]:

@@ -1,4 +1,4 @@
-"""`agentrt practice` (SIM-RAG self-practice) and `agentrt eval qa` (the comparison table)."""
+"""`agentrt eval qa`: every QA setting on the same questions, the comparison table and plot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agentrt.console import err, progress_bar
+from agentrt.console import err, fail, progress_bar
 from agentrt.console import out as console
 from agentrt.paths import home
 
@@ -18,47 +18,14 @@ eval_app = typer.Typer(help="Evaluate graphs on tasks with known answers.", no_a
 DataOpt = Annotated[Path | None, typer.Option("--data", help="QA JSONL (default: the HotpotQA 600 file in ../shared/data)")]
 
 
-
-
-def _tasks(data: Path | None, part: str):
-    from agentrt.data.qa import DataError, hotpotqa_path, load_qa, split
+def tasks_from_options(data: Path | None, part: str):
+    """The QA tasks a command's ``--data`` and ``--split`` name, or a one-line error."""
+    from agentrt.qa.data import DataError, hotpotqa_path, load_qa, split
 
     try:
         return split(load_qa(data or hotpotqa_path()), part)
     except (DataError, ValueError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
-
-
-def practice(
-    data: DataOpt = None,
-    split: Annotated[str, typer.Option(help="which tasks: first:N, last:N, A:B or all")] = "first:300",
-    out: Annotated[Path, typer.Option(help="critic dataset to write (appended; re-running resumes)")] = Path("critic-data/sim-rag.jsonl"),
-    model: Annotated[str | None, typer.Option(help="reasoner model spec")] = None,
-    paths: Annotated[int, typer.Option(help="retrieval paths explored per question (first greedy, rest sampled)")] = 2,
-    temperature: float = 0.7,
-    max_rounds: int = 3,
-    docs_per_round: int = 3,
-    index: Annotated[str | None, typer.Option(help="index folder (default: the HotpotQA demo index)")] = None,
-    f1_threshold: Annotated[float, typer.Option(help="an answer is correct at EM or at least this F1")] = 0.8,
-    store: Annotated[Path | None, typer.Option("--store")] = None,
-) -> None:
-    """Self-practice: explore retrieval paths on questions with gold answers and label each round."""
-    from agentrt.practice import practice as run_practice
-    from agentrt.sim_rag import SimRagConfig
-    from agentrt.trajectory_store import TrajectoryStore, default_store_path
-
-    tasks = _tasks(data, split)
-    settings = SimRagConfig(max_rounds=max_rounds, docs_per_round=docs_per_round, index=index)
-    with TrajectoryStore(store or default_store_path()) as trajectories, progress_bar(console) as bar:
-        job = bar.add_task("practice", total=len(tasks))
-        report = run_practice(tasks, out, model=model, store=trajectories, paths=paths, temperature=temperature,
-                              f1_threshold=f1_threshold, settings=settings, progress=lambda n: bar.advance(job, n))
-    console.print(
-        f"{report.examples} examples ({report.positives} correct rounds) from {report.questions - report.skipped_done} "
-        f"questions in {report.seconds / 60:.1f} min ({report.skipped_done} already done, {report.failed_runs} failed runs) "
-        f"-> {report.dataset}"
-    )
+        fail(str(exc))
 
 
 @eval_app.command("qa")
@@ -77,7 +44,9 @@ def eval_qa(
 ) -> None:
     """EM/F1, supporting-document recall, retrieval calls, rounds and latency for each setting, with
     95% bootstrap intervals and the paired difference against single-round RAG; writes a plot."""
-    from agentrt.evaluation import (
+    from agentrt.manifest import load_graph
+    from agentrt.models.cache import cached_models
+    from agentrt.qa.evaluation import (
         dump_summary,
         evaluate,
         planner_settings,
@@ -85,11 +54,9 @@ def eval_qa(
         sim_rag_settings,
         summarize,
     )
-    from agentrt.manifest import load_graph
-    from agentrt.models.cache import cached_models
     from agentrt.trajectory_store import TrajectoryStore, default_store_path
 
-    tasks = _tasks(data, split)
+    tasks = tasks_from_options(data, split)
     chosen = sim_rag_settings(critics=critic, docs_per_round=docs_per_round, max_rounds=max_rounds) + planner_settings()
     if settings:
         wanted = [s.strip() for s in settings.split(",")]

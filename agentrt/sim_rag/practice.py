@@ -22,11 +22,11 @@ from langchain_core.messages import HumanMessage
 from pydantic import BaseModel
 
 from agentrt.critics.types import CriticExample
-from agentrt.data.qa import QATask
 from agentrt.jsonl import read_log
-from agentrt.qa_metrics import is_correct
+from agentrt.qa.data import QATask
+from agentrt.qa.metrics import is_correct
 from agentrt.runner import run, run_config
-from agentrt.sim_rag import SimRagConfig, build_sim_rag, evidence_lines, rounds_of
+from agentrt.sim_rag.graph import SimRagConfig, build_sim_rag, evidence_lines, rounds_of
 from agentrt.trajectory_store import TrajectoryStore
 
 

@@ -14,7 +14,6 @@ is kept in the state, so it lands in the trajectory.
 from __future__ import annotations
 
 import operator
-import re
 import threading
 from typing import Annotated, Any, Literal
 
@@ -28,6 +27,12 @@ from typing_extensions import TypedDict
 from agentrt.agent import model_from_config, question_of
 from agentrt.critics.types import CriticInput, SufficiencyCritic
 from agentrt.models.registry import DEFAULT_MODEL
+from agentrt.qa.prompts import (
+    QUERY_PROMPT,
+    REASONER_PROMPT,
+    evidence_lines,
+    parse_answer,
+)
 from agentrt.retrieval.shared import retriever_for
 
 ABSTAIN = "I don't know: the retrieved evidence was not enough to answer."
@@ -72,22 +77,13 @@ class SimRagConfig(BaseModel):
         return cls(**{k: conf[k] for k in cls.model_fields if conf.get(k) is not None})
 
 
-REASONER_PROMPT = (
-    "You answer questions from evidence passages. Give the shortest possible answer: a name, a date, "
-    "a number, or yes/no. Never repeat the question. Format:\nAnswer: <short answer>\nRationale: <one short sentence>"
-)
-QUERY_PROMPT = (
-    "The evidence below is not enough to answer the question. Write one short search query (a few "
-    "words, e.g. a name and what is missing) to find the missing information. Reply with the query only."
-)
-
 _lock = threading.Lock()
 _critics: dict[str, SufficiencyCritic] = {}
 
 
 def critic_for(name: str, model_spec: str) -> SufficiencyCritic:
     """``auto`` is the trained critic ``sim-rag`` when one exists, else the LLM judge."""
-    from agentrt.critics.simple import FixedCritic, LLMJudge
+    from agentrt.sim_rag.critics import FixedCritic, LLMJudge
 
     key = f"{name}|{model_spec}" if name in ("auto", "llm-judge") else name  # the judge depends on the model
     with _lock:
@@ -106,10 +102,6 @@ def critic_for(name: str, model_spec: str) -> SufficiencyCritic:
                         raise
                     _critics[key] = LLMJudge(model_spec)
         return _critics[key]
-
-
-def evidence_lines(documents: list[dict[str, Any]], max_words: int) -> list[str]:
-    return [f"{d['title'] or d['id']}: {' '.join(d['text'].split()[:max_words])}" for d in documents]
 
 
 def _evidence_block(state: SimRagState, cfg: SimRagConfig) -> str:
@@ -135,16 +127,6 @@ def retrieve(state: SimRagState, config: RunnableConfig) -> dict[str, Any]:
         "documents": [{"id": d.id, "title": d.title, "text": d.text, "score": d.score} for d in found],
         "new_doc_ids": [d.id for d in found],
     }
-
-
-def parse_answer(text: str) -> tuple[str, str]:
-    """``Answer: ...`` / ``Rationale: ...`` lines; a reply without them is taken as the answer."""
-    answer = re.search(r"answer\s*:\s*(.+)", text, re.IGNORECASE)
-    rationale = re.search(r"rationale\s*:\s*(.+)", text, re.IGNORECASE | re.DOTALL)
-    if answer:
-        return answer.group(1).strip().strip("*").strip(), rationale.group(1).strip() if rationale else ""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return first.strip(), ""
 
 
 def reason(state: SimRagState, config: RunnableConfig) -> dict[str, Any]:

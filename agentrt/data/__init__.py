@@ -1,1 +1,0 @@
-"""Loaders for public task sets (QA with gold answers, function-calling benchmarks)."""
