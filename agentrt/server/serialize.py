@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import orjson
+from fastapi.responses import Response
 from langchain_core.messages import BaseMessage
 from langgraph.types import Interrupt
 from pydantic import BaseModel
@@ -43,3 +44,7 @@ def jsonable(value: Any) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:  # escaped lone surrogates, which only the standard library reads
         return json.loads(data)
+
+
+def raw_json(value: Any, status_code: int = 200) -> Response:
+    return Response(dumps(value), status_code=status_code, media_type="application/json")
