@@ -11,7 +11,6 @@ from typing import Any
 from agentrt.rft.attempts import MALFORMED, Attempt, Verdict, short
 from agentrt.rft.tasks import Task, TaskError
 
-
 # JSON Schema type -> the JSON kinds of value it admits; BFCL's own names are understood too,
 # so tasks written by hand in BFCL's dialect check the same way.
 _SCHEMA_KINDS: dict[str, set[str]] = {

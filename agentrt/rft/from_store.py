@@ -4,7 +4,7 @@ on them, registered under a name that a model spec (``local:BASE+NAME``) and so 
 This is the other half of RFT's loop for a deployed agent: instead of sampling task sets and
 verifying them, the agent's own served runs are the samples, and feedback (``correct``, thumbs),
 a verifier's verdict or a reward is the verification. The choice of runs is the export's
-(:class:`~agentrt.rft.export.ExportFilter`: completed, tool calls that went right, the feedback
+(:class:`~agentrt.rft.selection.ExportFilter`: completed, tool calls that went right, the feedback
 asked for), and so is the shape of each example (the system prompt and tools the model was
 offered); what is trained on is the exact text the model sampled for each turn, as in the loop.
 """
@@ -15,15 +15,8 @@ from collections.abc import Callable
 
 from pydantic import Field
 
-from agentrt.rft.export import (
-    Edits,
-    ExportFilter,
-    MalformedTrajectory,
-    SkippedRun,
-    Tally,
-    candidates,
-    training_example,
-)
+from agentrt.rft.examples import MalformedTrajectory, training_example
+from agentrt.rft.selection import Edits, ExportFilter, SkippedRun, Tally, candidates
 from agentrt.rft.sft import Conversation, SFTError, SFTReport, SFTSettings, train_lora
 from agentrt.trajectory_store import TrajectoryStore
 

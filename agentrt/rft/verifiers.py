@@ -21,10 +21,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-
 from agentrt.loading import load_reference
 from agentrt.qa.metrics import exact_match, f1_score, is_correct
-from agentrt.rft.attempts import MALFORMED, Attempt, Verdict, attempt_from_messages, parse_arguments, short
+from agentrt.rft.attempts import (
+    MALFORMED,
+    Attempt,
+    Verdict,
+    attempt_from_messages,
+    parse_arguments,
+    short,
+)
 from agentrt.rft.bfcl_ast import tool_name_key, verify_bfcl_ast
 from agentrt.rft.tasks import Task, TaskError
 
