@@ -57,7 +57,7 @@ def find_manifest(explicit: str | Path | None = None) -> Path:
     """``explicit``, else ``$AGENTRT_MANIFEST``, else ``./langgraph.json``, else the manifest of
     the project agentrt was installed from (so `agentrt run` works from any folder)."""
     candidates = [explicit, os.environ.get("AGENTRT_MANIFEST"), Path.cwd() / MANIFEST_NAME]
-    spec = importlib.util.find_spec("graphs")
+    spec = importlib.util.find_spec("agentrt.graphs")
     if spec and spec.submodule_search_locations:
         candidates.append(Path(next(iter(spec.submodule_search_locations))).parent / MANIFEST_NAME)
     for c in candidates:
@@ -95,4 +95,4 @@ def _resolve(ref: str, root: Path) -> Any:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))  # graph files import their project's tools and graphs
     return load_reference(ref, root=root, error=ManifestError, what="graph",
-                          module_name=lambda f: "graphs." + f.stem if f.parent.name == "graphs" else f.stem)
+                          module_name=lambda f: "agentrt.graphs." + f.stem if f.parent.name == "graphs" else f.stem)

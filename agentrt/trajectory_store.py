@@ -20,7 +20,6 @@ import builtins
 import json
 import math
 import os
-import socket
 import sqlite3
 import threading
 import time
@@ -31,6 +30,9 @@ from typing import Any
 
 from agentrt.errors import AgentrtError
 from agentrt.paths import home
+from agentrt.processes import process_alive, this_process
+from agentrt.store_schema import SCHEMA as _SCHEMA
+from agentrt.store_schema import TABLES as _TABLES
 from agentrt.trajectory import (
     SCHEMA_VERSION,
     STATUSES,
@@ -45,58 +47,6 @@ from agentrt.trajectory import (
 
 __all__ = ["TrajectoryStore", "TrajectoryStoreError", "default_store_path"]
 
-_TABLES = ("runs", "events", "critic_scores", "feedback")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    schema_version INTEGER NOT NULL,
-    thread_id TEXT,
-    graph TEXT NOT NULL,
-    model TEXT,
-    input TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    ended_at REAL,
-    final_answer TEXT,
-    stop_reason TEXT,
-    error TEXT,
-    reward REAL,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    process TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_started_at ON runs(started_at);
-CREATE INDEX IF NOT EXISTS runs_graph ON runs(graph);
-CREATE INDEX IF NOT EXISTS runs_thread_id ON runs(thread_id);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    at REAL NOT NULL,
-    node TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE TABLE IF NOT EXISTS critic_scores (
-    id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    critic TEXT NOT NULL,
-    target TEXT NOT NULL,
-    score REAL NOT NULL,
-    accepted INTEGER,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS critic_scores_run ON critic_scores(run_id);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    score REAL NOT NULL,
-    comment TEXT,
-    source TEXT,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS feedback_run ON feedback(run_id);
-"""
 _MIN_PREFIX = 4
 _FINISHED = tuple(s for s in STATUSES if s != "running")
 
@@ -116,30 +66,6 @@ def default_store_path() -> Path:
 def _dumps(value: Any) -> str:
     # default=str: an odd value in a payload is recorded as text rather than losing the event.
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def _start_time(pid: int | str) -> str | None:
-    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def this_process() -> str:
-    """``host:pid:start``, which names this process and no later one that reuses its pid."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time('self')}"
-
-
-def process_alive(process: str | None) -> bool:
-    """Whether the process a run recorded still runs (runs of another host are assumed to)."""
-    if not process:
-        return False
-    host, _, rest = process.partition(":")
-    pid, _, start = rest.partition(":")
-    if host != socket.gethostname():
-        return True
-    return pid.isdigit() and _start_time(pid) == start
 
 
 class TrajectoryStore:

@@ -5,8 +5,9 @@ Configurable per run like ``react`` (``model``, sampling, ``max_steps``, ``max_t
 ``max_seconds``).
 """
 
+from agentrt.tools import search
+
 from agentrt.agent import Budget, build_tool_agent
-from tools import search
 
 SYSTEM_PROMPT = (
     "You answer questions using a search tool over Wikipedia paragraphs. Call search with a few "

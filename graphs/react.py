@@ -5,8 +5,9 @@ parameters (``temperature``, ``max_tokens``, ``seed``...) and budgets (``max_ste
 ``max_tool_calls``, ``max_seconds``).
 """
 
+from agentrt.tools import calculator, http_get, python_exec, read_file
+
 from agentrt.agent import build_tool_agent
-from tools import calculator, http_get, python_exec, read_file
 
 SYSTEM_PROMPT = (
     "You are a careful assistant with tools. Call a tool when it gives a more reliable answer "

@@ -14,9 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from agentrt.tool import tool_timeout
-from tools import (
+from agentrt.tools import (
     BUILTIN_TOOLS,
     calculator,
     http_get,
@@ -25,6 +23,8 @@ from tools import (
     make_read_file,
     read_file,
 )
+
+from agentrt.tool import tool_timeout
 
 # ---------------------------------------------------------------------------------- registry
 
@@ -397,6 +397,7 @@ def test_search_tool_returns_titled_passages_and_the_evaluation_reads_them(monke
     QA evaluation counts as retrieval calls and supporting-document recall."""
     import json
 
+    from agentrt.tools import make_search
     from langchain_core.messages import HumanMessage
 
     from agentrt.agent import build_tool_agent
@@ -406,7 +407,6 @@ def test_search_tool_returns_titled_passages_and_the_evaluation_reads_them(monke
     from agentrt.retrieval import shared
     from agentrt.runner import run, run_config
     from tests.test_sim_rag import WordOverlap
-    from tools import make_search
 
     monkeypatch.setitem(shared._retrievers, "mem", WordOverlap())
     search = make_search(index="mem", k=2)

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agentrt.tools import calculator
+
 from agentrt.agent import build_tool_agent, user_input
 from agentrt.models.scripted import call
 from agentrt.runner import run, run_config
-from tools import calculator
 
 
 def agentrt(*args: str, home: Path, check: bool = False) -> subprocess.CompletedProcess[str]:

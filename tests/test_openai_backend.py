@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from agentrt.tools import calculator
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from agentrt.models import registry
@@ -28,7 +29,6 @@ from agentrt.models.base import ModelError
 from agentrt.models.openai_backend import OpenAIChatModel
 from agentrt.models.registry import load_model
 from agentrt.tool_runner import run_tool_calls, tools_by_name
-from tools import calculator
 
 # ---------------------------------------------------------------------------------- fake server
 
@@ -343,7 +343,7 @@ def react_script() -> Callable[[dict[str, Any]], Reply]:
 
 
 def test_react_graph_calls_the_calculator_then_answers(server: FakeOpenAI) -> None:
-    from graphs.react import graph
+    from agentrt.graphs.react import graph
 
     server.script = react_script()
     state = graph.invoke({"messages": list(QUESTION)}, config={"configurable": {"model": server.spec}})
@@ -360,7 +360,7 @@ def test_react_graph_calls_the_calculator_then_answers(server: FakeOpenAI) -> No
 def test_react_graph_streaming_tokens_from_a_server_without_tool_parser(server: FakeOpenAI) -> None:
     """With ``stream_mode="messages"`` (the runner's token stream) the model streams; a call
     written as text must still reach the tool node."""
-    from graphs.react import graph
+    from agentrt.graphs.react import graph
 
     server.script = react_script()
     config = {"configurable": {"model": server.spec}}

@@ -10,12 +10,12 @@ import subprocess
 import sys
 
 import pytest
+from agentrt.tools import calculator
 from langchain_core.messages import HumanMessage
 
 from agentrt.models import weights
 from agentrt.models.base import ModelError
 from agentrt.models.registry import load_model
-from tools import calculator
 
 pytestmark = pytest.mark.model
 QWEN = "local:qwen2.5-coder-0.5b"

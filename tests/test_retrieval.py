@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from agentrt.retrieval import bench, embedders
-from agentrt.retrieval import index as index_module
+from agentrt.retrieval import bench, embedders, index_files, index_storage
 from agentrt.retrieval.chunking import chunk_document, split_text
 from agentrt.retrieval.cli import index_app
 from agentrt.retrieval.corpus import (
@@ -258,7 +257,7 @@ def test_add_delete_readd_save_reopen(tmp_path: Path, embedder: MemoEmbedder, pa
     assert reopened.kind == kind and len(reopened) == 30 and reopened.counts() == counts
     assert [(d.id, round(d.score, 5)) for d in reopened.search(query, k=5)] == expected
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["format_version"] == index_module.FORMAT_VERSION and manifest["embedder"]["dim"] == 384
+    assert manifest["format_version"] == index_files.FORMAT_VERSION and manifest["embedder"]["dim"] == 384
     assert manifest["embedder"]["spec"] == "minilm" and manifest["counts"] == counts
     names = sorted(p.name for p in folder.iterdir() if not p.name.endswith(("-wal", "-shm")))
     assert names == ["documents.sqlite", "manifest.json", f"vectors.{manifest['generation']}.faiss"]
@@ -274,7 +273,7 @@ def test_hnsw_compacts_tombstones_and_auto_switches(tmp_path: Path, embedder: Me
     assert index.counts()["tombstones"] == 8
     index.save()  # 8 of 20 dead > 20%: rebuilt from the cached vectors
     assert index.counts() == {"documents": 12, "vectors": 12, "tombstones": 0}
-    monkeypatch.setattr(index_module, "AUTO_HNSW_FROM", 10)
+    monkeypatch.setattr(index_storage, "AUTO_HNSW_FROM", 10)
     auto = make_index(tmp_path / "a", embedder, paragraphs[:12], kind="auto")
     assert auto.kind == "hnsw" and auto.search(paragraphs[2].text, k=1)[0].id == paragraphs[2].id
 
@@ -361,7 +360,7 @@ def test_interrupted_save_leaves_the_previous_index(tmp_path: Path, embedder: Me
     if step == "bm25":
         monkeypatch.setattr(BM25Ranking, "save", crash)
     else:
-        monkeypatch.setattr(index_module, {"faiss": "_write_faiss", "commit": "_write_json"}[step], crash)
+        monkeypatch.setattr(index_storage, {"faiss": "_write_faiss", "commit": "_write_json"}[step], crash)
     with pytest.raises(KeyboardInterrupt):
         index.save()
     monkeypatch.undo()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentrt.tools import calculator
 from langchain_core.messages import AIMessage
 from typer.testing import CliRunner
 
@@ -34,7 +35,6 @@ from agentrt.rft.export import (
 from agentrt.runner import run, run_config
 from agentrt.tool import openai_schemas, tool
 from agentrt.trajectory_store import TrajectoryStore
-from tools import calculator
 
 
 @tool

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from agentrt.tools import calculator
 from langchain_core.messages import AIMessage, ToolMessage
 
 from agentrt.agent import build_tool_agent
@@ -19,7 +20,6 @@ from agentrt.rft.sampling import Sample, TaskSamples
 from agentrt.rft.sft import SFTError, SFTSettings, base_folder
 from agentrt.rft.tasks import Task, TaskError, read_tasks, write_tasks
 from agentrt.trajectory_store import TrajectoryStore
-from tools import calculator
 
 ADD = {"type": "function", "function": {"name": "add", "description": "Add two integers.", "parameters": {
     "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}}

@@ -250,7 +250,7 @@ def test_python_exec_limits_processes(served) -> None:
 
 
 def test_python_exec_refuses_to_run_without_its_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = importlib.import_module("tools.python_exec")  # the module, not the tool `tools` exports
+    module = importlib.import_module("agentrt.tools.python_exec")  # the module, not the tool `tools` exports
 
     module._probe.cache_clear()
     monkeypatch.setattr(module.shutil, "which", lambda name: None if name == "bwrap" else "/usr/bin/" + name)
@@ -279,7 +279,7 @@ def test_read_file_stays_in_its_folder(served) -> None:
 
 
 def test_read_file_survives_a_symlink_swapped_in_during_the_call(tmp_path: Path) -> None:
-    from tools.read_file import read_below
+    from agentrt.tools.read_file import read_below
 
     root, secret = tmp_path / "root", tmp_path / "secret.txt"
     root.mkdir()
@@ -326,7 +326,7 @@ def test_read_file_survives_a_symlink_swapped_in_during_the_call(tmp_path: Path)
 def test_http_get_refuses_tunnelled_private_addresses() -> None:
     from ipaddress import ip_address
 
-    from tools.http_get import is_public
+    from agentrt.tools.http_get import is_public
 
     for private in ["::ffff:127.0.0.1", "2002:7f00:1::1", "2002:a00:1::", "2001:0:4136:e378:8000:63bf:f5ff:fffe",
                     "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "::127.0.0.1", "fd00::1", "169.254.169.254"]:
@@ -338,7 +338,7 @@ def test_http_get_refuses_tunnelled_private_addresses() -> None:
 def test_http_get_connects_to_the_address_it_checked(monkeypatch: pytest.MonkeyPatch, attacker: Recorder) -> None:
     """DNS rebinding: the name resolves to a public address when checked, then to loopback. The
     tool looks it up once and connects there, so the loopback server never sees a request."""
-    module = importlib.import_module("tools.http_get")
+    module = importlib.import_module("agentrt.tools.http_get")
 
     real, lookups = socket.getaddrinfo, []
 
@@ -360,7 +360,7 @@ def test_http_get_connects_to_the_address_it_checked(monkeypatch: pytest.MonkeyP
 
 def test_http_get_has_one_deadline_for_a_trickling_server() -> None:
     """A server that sends one header line every 0.5 s never trips a per-read timeout."""
-    from tools.http_get import make_http_get
+    from agentrt.tools.http_get import make_http_get
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]

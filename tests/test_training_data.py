@@ -277,10 +277,11 @@ def test_each_input_form_is_recorded_as_messages(scripted, store) -> None:
 
 
 def test_unknown_tool_arguments_are_an_error_the_model_sees(scripted, store) -> None:
+    from agentrt.tools import calculator
+
     from agentrt.agent import build_tool_agent, user_input
     from agentrt.models.scripted import call
     from agentrt.runner import run, run_config
-    from tools import calculator
 
     spec = scripted([call("calculator", expression="2+2", type="string"), "it is 4"])
     result = run(build_tool_agent([calculator]).compile(), "g", user_input("2+2?"), run_config(model=spec), store)

@@ -7,13 +7,12 @@ deployment decision, a factory to make one with other settings (``make_python_ex
 instance, for looking tools up by name (e.g. from a config file or the CLI).
 """
 
+from agentrt.tools.calculator import calculator
+from agentrt.tools.http_get import http_get, make_http_get
+from agentrt.tools.python_exec import make_python_exec, python_exec
+from agentrt.tools.read_file import make_read_file, read_file
+from agentrt.tools.search import make_search, search
 from langchain_core.tools import BaseTool
-
-from tools.calculator import calculator
-from tools.http_get import http_get, make_http_get
-from tools.python_exec import make_python_exec, python_exec
-from tools.read_file import make_read_file, read_file
-from tools.search import make_search, search
 
 BUILTIN_TOOLS: dict[str, BaseTool] = {t.name: t for t in (calculator, python_exec, http_get, read_file, search)}
 

@@ -33,10 +33,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from agentrt.retrieval.embedders import Embedder
-from agentrt.retrieval.index import (
+from agentrt.retrieval.index import VectorIndex
+from agentrt.retrieval.index_files import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
-    VectorIndex,
     faiss_threads,
     new_faiss_index,
     set_ef_search,

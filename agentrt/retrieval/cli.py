@@ -92,7 +92,8 @@ def build(
     from agentrt.retrieval.chunking import chunk_documents
     from agentrt.retrieval.corpus import hotpotqa_corpus, hotpotqa_path, read_corpus
     from agentrt.retrieval.embedders import load_embedder
-    from agentrt.retrieval.index import MANIFEST, VectorIndex
+    from agentrt.retrieval.index import VectorIndex
+    from agentrt.retrieval.index_files import MANIFEST
 
     if out is None:
         fail("give the index folder with --out DIR")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from agentrt.qa.data import hotpotqa_path  # noqa: F401 (re-exported for the index CLI)
 from agentrt.retrieval.errors import CorpusError
-from agentrt.retrieval.index import ProgressFn, VectorIndex
+from agentrt.retrieval.index import VectorIndex
+from agentrt.retrieval.index_files import ProgressFn
 from agentrt.retrieval.types import Document
 
 DEMO_NAME = "hotpotqa-600"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import time
 
+from agentrt.tools import calculator, http_get, python_exec, read_file
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from agentrt.agent import build_tool_agent
 from agentrt.models import registry
 from agentrt.models.scripted import ScriptedChatModel, call
 from agentrt.tool import tool
-from tools import calculator, http_get, python_exec, read_file
 
 
 def _calc_script(messages: list[BaseMessage]) -> AIMessage:
