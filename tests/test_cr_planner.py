@@ -25,6 +25,7 @@ from agentrt.critics.classifier import CriticError
 from agentrt.critics.folders import list_critics
 from agentrt.critics.ranking import RankingCritic, RankingPair, train_ranking_critic
 from agentrt.models.registry import load_model
+from agentrt.once import OncePerKey
 from agentrt.qa.data import QATask
 from agentrt.qa.evaluation import measure
 from agentrt.runner import run, run_config
@@ -106,7 +107,7 @@ def test_trained_critics_steer_subgoals_and_candidates(scripted, retriever, monk
 
 def test_without_trained_critics_the_llm_judge_decides_and_says_so(scripted, retriever, tmp_path, monkeypatch):
     monkeypatch.setenv("AGENTRT_HOME", str(tmp_path))  # no trained critics there
-    monkeypatch.setattr(plan_critics, "_loaded", {})
+    monkeypatch.setattr(plan_critics, "_loaded", OncePerKey())
     spec = scripted(model_script(judge_pick="1"))
     result = plan(spec, max_steps=3)
     assert result.status == "completed", result.error
@@ -233,7 +234,7 @@ def test_planner_and_tree_search_with_real_model_and_index(small_real_index, sto
     folder, source = small_real_index
     task = load_qa(source)[0]
     monkeypatch.setenv("AGENTRT_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(plan_critics, "_loaded", {})
+    monkeypatch.setattr(plan_critics, "_loaded", OncePerKey())
     config = run_config(index=str(folder), max_steps=3, samples=2, temperature=0.0)  # greedy, as evaluations run
     result = run(build_cr_planner().compile(), "cr_planner", {"messages": [HumanMessage(task.question)]}, config, store)
     assert result.status == "completed", result.error

@@ -15,7 +15,7 @@ SOURCES = {"agentrt": ROOT / "agentrt", "agentrt.tools": ROOT / "tools", "agentr
 # command-line module (``*.cli``) sits with the commands, whatever package it is in.
 LAYERS = [
     ("foundation", ["agentrt.errors", "agentrt.paths", "agentrt.jsonl", "agentrt.loading", "agentrt.sqlite_health",
-                    "agentrt.trajectory", "agentrt.training", "agentrt.console", "agentrt.processes",
+                    "agentrt.trajectory", "agentrt.training", "agentrt.console", "agentrt.processes", "agentrt.once",
                     "agentrt.store_schema"]),
     ("models", ["agentrt.tool", "agentrt.models"]),
     ("runtime", ["agentrt.tool_runner", "agentrt.agent", "agentrt.runner", "agentrt.trajectory_store",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -19,6 +18,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from agentrt.critics.classifier import CriticError
 from agentrt.critics.ranking import RankingCritic
+from agentrt.once import OncePerKey
 
 DEFAULT_NAMES = {"subgoal": "cr-subgoal", "execution": "cr-execution"}
 
@@ -78,8 +78,7 @@ class LLMPlanJudge:
         return [1.0 if i == pick else 0.0 for i in range(1, len(texts) + 1)]
 
 
-_lock = threading.Lock()
-_loaded: dict[str, TrainedPlanCritic] = {}
+_loaded: OncePerKey[TrainedPlanCritic] = OncePerKey()
 _warned: set[str] = set()
 log = logging.getLogger("agentrt.cr_planner")
 
@@ -90,16 +89,13 @@ def plan_critic(setting: str, kind: str, *, model: Any, spec: str) -> PlanCritic
     if setting == "llm-judge":
         return LLMPlanJudge(model, spec)
     name = DEFAULT_NAMES[kind] if setting == "auto" else setting
-    with _lock:
-        if name not in _loaded:
-            try:
-                _loaded[name] = TrainedPlanCritic(RankingCritic.load(name))
-            except CriticError:
-                if setting != "auto":
-                    raise
-                if name not in _warned:
-                    _warned.add(name)
-                    log.warning("no trained %s critic %r: CR-Planner uses the LLM judge (%s) instead; train one with "
-                                "`agentrt plan collect` and `agentrt plan train`", kind, name, spec)
-                return LLMPlanJudge(model, spec)
-        return _loaded[name]
+    try:
+        return _loaded.load(name, lambda: TrainedPlanCritic(RankingCritic.load(name)))
+    except CriticError:
+        if setting != "auto":
+            raise
+        if name not in _warned:
+            _warned.add(name)
+            log.warning("no trained %s critic %r: CR-Planner uses the LLM judge (%s) instead; train one with "
+                        "`agentrt plan collect` and `agentrt plan train`", kind, name, spec)
+        return LLMPlanJudge(model, spec)

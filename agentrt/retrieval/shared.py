@@ -6,21 +6,19 @@ graph (SIM-RAG, CR-Planner) and the ``search`` tool share the instances kept her
 
 from __future__ import annotations
 
-import threading
-
+from agentrt.once import OncePerKey
 from agentrt.retrieval.types import Retriever
 
-_lock = threading.Lock()
-_retrievers: dict[str, Retriever] = {}
+_retrievers: OncePerKey[Retriever] = OncePerKey()
 
 
 def retriever_for(index: str | None) -> Retriever:
     """The index folder a run names (``None``: the HotpotQA demo index, built on first use)."""
-    key = index or "__demo__"
-    with _lock:
-        if key not in _retrievers:
-            from agentrt.retrieval.corpus import demo_index
-            from agentrt.retrieval.index import VectorIndex
 
-            _retrievers[key] = demo_index() if index is None else VectorIndex.open(index)
-        return _retrievers[key]
+    def load() -> Retriever:
+        from agentrt.retrieval.corpus import demo_index
+        from agentrt.retrieval.index import VectorIndex
+
+        return demo_index() if index is None else VectorIndex.open(index)
+
+    return _retrievers.load(index or "__demo__", load)

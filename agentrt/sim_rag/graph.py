@@ -14,7 +14,6 @@ is kept in the state, so it lands in the trajectory.
 from __future__ import annotations
 
 import operator
-import threading
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
@@ -27,6 +26,7 @@ from typing_extensions import TypedDict
 from agentrt.agent import model_from_config, question_of
 from agentrt.critics.types import CriticInput, SufficiencyCritic
 from agentrt.models.registry import DEFAULT_MODEL
+from agentrt.once import OncePerKey
 from agentrt.qa.prompts import (
     QUERY_PROMPT,
     REASONER_PROMPT,
@@ -77,31 +77,29 @@ class SimRagConfig(BaseModel):
         return cls(**{k: conf[k] for k in cls.model_fields if conf.get(k) is not None})
 
 
-_lock = threading.Lock()
-_critics: dict[str, SufficiencyCritic] = {}
+_critics: OncePerKey[SufficiencyCritic] = OncePerKey()
 
 
 def critic_for(name: str, model_spec: str) -> SufficiencyCritic:
     """``auto`` is the trained critic ``sim-rag`` when one exists, else the LLM judge."""
     from agentrt.sim_rag.critics import FixedCritic, LLMJudge
 
-    key = f"{name}|{model_spec}" if name in ("auto", "llm-judge") else name  # the judge depends on the model
-    with _lock:
-        if key not in _critics:
-            if name in ("accept-all", "reject-all"):
-                _critics[key] = FixedCritic(accept=name == "accept-all")
-            elif name == "llm-judge":
-                _critics[key] = LLMJudge(model_spec)
-            else:
-                from agentrt.critics.classifier import CriticError, TrainedCritic
+    def load() -> SufficiencyCritic:
+        if name in ("accept-all", "reject-all"):
+            return FixedCritic(accept=name == "accept-all")
+        if name == "llm-judge":
+            return LLMJudge(model_spec)
+        from agentrt.critics.classifier import CriticError, TrainedCritic
 
-                try:
-                    _critics[key] = TrainedCritic.load("sim-rag" if name == "auto" else name)
-                except CriticError:
-                    if name != "auto":
-                        raise
-                    _critics[key] = LLMJudge(model_spec)
-        return _critics[key]
+        try:
+            return TrainedCritic.load("sim-rag" if name == "auto" else name)
+        except CriticError:
+            if name != "auto":
+                raise
+            return LLMJudge(model_spec)
+
+    key = f"{name}|{model_spec}" if name in ("auto", "llm-judge") else name  # the judge depends on the model
+    return _critics.load(key, load)
 
 
 def _evidence_block(state: SimRagState, cfg: SimRagConfig) -> str:
