@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -31,15 +31,16 @@ def read_log(path: Path, model: type[T]) -> list[T]:
     return rows
 
 
-def read_rows(path: Path, model: type[T], *, error: Callable[[str], Exception], what: str) -> list[T]:
-    """Every row of a user's file, or ``error("FILE line N: ...")`` at the first bad one."""
+def read_objects(path: Path, *, error: Callable[[str], Exception], what: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a user's file, or ``error("FILE line N:
+    ...")`` at the first line that is not a JSON object."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"no {what} file {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read {what} file {path}: {exc}") from None
-    rows = []
+    objects = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -49,6 +50,14 @@ def read_rows(path: Path, model: type[T], *, error: Callable[[str], Exception], 
             raise error(f"{path} line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(value, dict):
             raise error(f"{path} line {number}: expected a JSON object (one {what} row), got {type(value).__name__}")
+        objects.append((number, value))
+    return objects
+
+
+def read_rows(path: Path, model: type[T], *, error: Callable[[str], Exception], what: str) -> list[T]:
+    """Every row of a user's file, or ``error("FILE line N: ...")`` at the first bad one."""
+    rows = []
+    for number, value in read_objects(path, error=error, what=what):
         try:
             rows.append(model.model_validate(value))
         except ValidationError as exc:

@@ -180,7 +180,7 @@ def test_read_corpus_and_its_errors(tmp_path: Path) -> None:
     assert docs[0].metadata == {"year": 1}
     cases = {
         "": "is empty",
-        '{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n{"id": "c", "text": \n': "line 3: invalid JSON",
+        '{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n{"id": "c", "text": \n': "line 3: not valid JSON",
         '{"id": "a", "text": "x"}\n{"id": "b", "title": "no text"}\n': "line 2: no text",
         '{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n': "line 2: id 'a' was already used on line 1",
         '["not", "an", "object"]\n': "line 1: expected a JSON object",
@@ -446,7 +446,7 @@ def test_cli_build_search_and_errors(tmp_path: Path, paragraphs: list[Document],
     }
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "x"}\n{oops\n')
-    errors[("build", str(bad), "--out", str(tmp_path / "z"))] = "line 2: invalid JSON"
+    errors[("build", str(bad), "--out", str(tmp_path / "z"))] = "line 2: not valid JSON"
     for args, message in errors.items():
         result = runner.invoke(index_app, list(args))
         assert result.exit_code == 2, (args, result.output)

@@ -8,10 +8,10 @@ hand-edited ones break in one place.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from agentrt.jsonl import read_objects
 from agentrt.qa.data import hotpotqa_path  # noqa: F401 (re-exported for the index CLI)
 from agentrt.retrieval.errors import CorpusError
 from agentrt.retrieval.index import VectorIndex
@@ -24,24 +24,10 @@ _LAYOUT = 'one JSON object per line: {"id": ..., "title": ..., "text": ...}'
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line; clear errors for a missing/empty file or bad line."""
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"no corpus file at {path}")
-    seen = False
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            seen = True
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path} line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-            if not isinstance(obj, dict):
-                raise CorpusError(f"{path} line {number}: expected a JSON object, got {type(obj).__name__}")
-            yield number, obj
-    if not seen:
+    objects = read_objects(Path(path), error=CorpusError, what="corpus")
+    if not objects:
         raise CorpusError(f"{path} is empty: a corpus has {_LAYOUT}")
+    yield from objects
 
 
 def read_corpus(path: str | Path) -> list[Document]:

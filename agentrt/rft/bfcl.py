@@ -8,11 +8,11 @@ gain on live tasks is a gain on prompts and tools the training never saw.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from agentrt.jsonl import read_objects
 from agentrt.qa import data as qa_data
 from agentrt.rft.tasks import Task, TaskError, TaskType
 from agentrt.rft.verifiers import tool_name_key
@@ -99,17 +99,10 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise TaskError(f"BFCL file {path} is missing: set {BFCL_DIR_ENV} to a complete BFCL v4 data folder")
     records = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TaskError(f"{path}:{number} is not JSON ({exc}); BFCL files hold one JSON object per line") from exc
-            if not isinstance(record, dict) or "id" not in record:
-                raise TaskError(f"{path}:{number} is not a BFCL record (no id)")
-            records.append(record)
+    for number, record in read_objects(path, error=TaskError, what="BFCL record"):
+        if "id" not in record:
+            raise TaskError(f"{path} line {number}: not a BFCL record (no id)")
+        records.append(record)
     return records
 
 
