@@ -250,3 +250,21 @@ def test_real_model_behind_the_openai_endpoint(tmp_path: Path) -> None:
         reply = client.chat.completions.create(model="react", messages=[{"role": "user", "content": "What is 17 * 23 + 4?"}],
                                                temperature=0)
         assert "395" in reply.choices[0].message.content
+
+
+@pytest.mark.parametrize("error,status", [("ModelError", 502), ("TrajectoryStoreError", 503), ("ManifestError", 400)])
+def test_user_fixable_errors_map_to_a_status_with_their_message(error: str, status: int) -> None:
+    import asyncio
+
+    from starlette.requests import Request
+
+    from agentrt.manifest import ManifestError
+    from agentrt.models.base import ModelError
+    from agentrt.server.app import _agentrt_error
+    from agentrt.trajectory_store import TrajectoryStoreError
+
+    exc = {"ModelError": ModelError, "TrajectoryStoreError": TrajectoryStoreError, "ManifestError": ManifestError}[error]
+    request = Request({"type": "http", "path": "/threads", "headers": [], "method": "GET"})
+    response = asyncio.run(_agentrt_error(request, exc("what went wrong, and what to do")))
+    assert response.status_code == status
+    assert json.loads(response.body)["detail"] == "what went wrong, and what to do"

@@ -22,7 +22,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from agentrt.checkpoints import sqlite_checkpointer
+from agentrt.errors import AgentrtError
 from agentrt.manifest import ManifestError, find_manifest, load_graph, load_manifest
+from agentrt.models.base import ModelError
 from agentrt.models.registry import set_max_loaded
 from agentrt.server import (
     assistants_api,
@@ -39,8 +41,8 @@ from agentrt.server.runs import Busy, RunManager, ThreadBusy
 from agentrt.server.schemas import (
     Problem,
 )
-from agentrt.server.store import ServerStore
-from agentrt.trajectory_store import TrajectoryStore
+from agentrt.server.store import ServerStore, ServerStoreError
+from agentrt.trajectory_store import TrajectoryStore, TrajectoryStoreError
 
 
 @dataclass
@@ -136,6 +138,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Busy, _busy)
+    app.add_exception_handler(AgentrtError, _agentrt_error)
     app.include_router(threads_api.router)
     app.include_router(runs_api.router)
     app.include_router(assistants_api.router)
@@ -198,3 +201,15 @@ def _error(request: Request, status: int, detail: str, headers: Any = None, **ex
 async def _busy(request: Request, exc: Busy) -> JSONResponse:
     return JSONResponse({"detail": "every run worker is busy and the queue is full; retry after the delay"},
                         status_code=503, headers={"Retry-After": "1"})
+
+
+async def _agentrt_error(request: Request, exc: AgentrtError) -> JSONResponse:
+    """A user-fixable error raised while answering a request: its message, with the status that
+    says whose move it is (a model backend that failed: 502; a damaged store: 503; else 400)."""
+    if isinstance(exc, ModelError):
+        status = 502
+    elif isinstance(exc, (TrajectoryStoreError, ServerStoreError)):
+        status = 503
+    else:
+        status = 400
+    return _error(request, status, str(exc))
