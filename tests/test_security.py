@@ -134,6 +134,13 @@ def test_a_client_cannot_choose_a_model_the_operator_did_not_allow(served, attac
     assert run(client, "echo", "hi", model="scripted:exec").status_code == 200  # the manifest's `models`
 
 
+def test_a_null_model_keeps_the_graphs_own(served) -> None:
+    """``"model": null`` must not unset the operator's model and fall back to a built-in default."""
+    _, client = served
+    r = run(client, "echo", "hi", model=None)
+    assert r.status_code == 200 and r.json()["messages"][-1]["content"] == "echo: hi"
+
+
 def test_a_client_cannot_name_paths_in_other_settings(served) -> None:
     _, client = served
     for key, value in [("critic", "/etc"), ("subgoal_critic", "../../.agentrt/critics/x"), ("index", "~/.ssh")]:
@@ -222,6 +229,9 @@ def test_python_exec_cannot_read_or_write_the_host(served, tmp_path: Path) -> No
     assert OPERATOR_KEY not in out and OPENAI_KEY not in out
     out = escape(client, "import os; print(sorted(os.environ))")
     assert "AGENTRT" not in out and "OPENAI" not in out
+    for where in ("/dev/shm/fill", "/dev/fill", "/x"):  # only the size-capped /tmp is writable
+        out = escape(client, f"open({where!r}, 'wb').write(b'x' * 1024); print('WROTE')")
+        assert "WROTE" not in out.replace("print('WROTE')", "") and "Read-only file system" in out, (where, out)
     out = escape(client, "import os; print(os.getuid(), os.geteuid())")
     assert out.split("] ", 1)[1].strip() == "65534 65534"
 
@@ -252,13 +262,10 @@ def test_python_exec_limits_processes(served) -> None:
 def test_python_exec_refuses_to_run_without_its_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     module = importlib.import_module("agentrt.tools.python_exec")  # the module, not the tool `tools` exports
 
-    module._probe.cache_clear()
+    monkeypatch.setattr(module, "_works", False)  # as on a host where the probe has not passed yet
     monkeypatch.setattr(module.shutil, "which", lambda name: None if name == "bwrap" else "/usr/bin/" + name)
-    try:
-        with pytest.raises(module.SandboxUnavailable, match="bubblewrap"):
-            module.run_python("print(1)", timeout_s=2, memory_mb=128, max_output_chars=100)
-    finally:
-        module._probe.cache_clear()
+    with pytest.raises(module.SandboxUnavailable, match="bubblewrap"):
+        module.run_python("print(1)", timeout_s=2, memory_mb=128, max_output_chars=100)
 
 
 def host_processes_with(text: str) -> list[int]:
@@ -466,6 +473,17 @@ def test_hostile_bodies_get_4xx_and_nothing_stored_breaks_a_read(tmp_path: Path)
                         '[1, 2, 3]', '{"assistant_id": 5}', "{" * 5000]:
             r = http.post("/runs/wait", content=hostile, headers={"Content-Type": "application/json"})
             assert 400 <= r.status_code < 500 or r.status_code == 200, (hostile[:60], r.status_code, r.text[:300])
+        # found by review: NaN/Infinity (Python's json reads them; SQLite's JSON functions then fail),
+        # a non-object config.metadata, a list as graph_id, a non-string checkpoint id
+        for path, body in [("/threads/search", '{"metadata": {"a": NaN}}'), ("/threads", '{"metadata": {"a": Infinity}}'),
+                           ("/runs/wait", '{"assistant_id": "echo", "input": {}, "config": {"configurable": {"x": NaN}}}'),
+                           ("/runs/wait", '{"assistant_id": "echo", "input": {}, "config": {"metadata": "x"}}')]:
+            r = http.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, (path, body, r.status_code, r.text[:200])
+        tid = http.post("/threads", json={"metadata": {"graph_id": ["x"]}}).json()["thread_id"]
+        assert http.get(f"/threads/{tid}").status_code == 200 and http.get(f"/threads/{tid}/state").status_code == 200
+        r = http.post(f"/threads/{tid}/history", json={"before": {"checkpoint_id": {}}})
+        assert r.status_code == 422
         assert http.get("/trajectories/export").status_code == 200  # every record stays readable
         assert "Traceback" not in s.output(), s.output()[-3000:]
 

@@ -26,7 +26,6 @@ says why: it never falls back to running unconfined.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import shutil
@@ -115,9 +114,9 @@ def run_python(code: str, *, timeout_s: float, memory_mb: int, max_output_chars:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
+        _kill_group(proc.pid)  # before reaping, so the pid is still bwrap's; its PID namespace dies with it
     finally:
-        _kill_group(proc.pid)  # bwrap dying takes its whole PID namespace with it
-        returncode = proc.wait()
+        returncode = proc.wait()  # bwrap ending (normally too) ends every process in the sandbox
         out.join(timeout=2.0)
         err.join(timeout=2.0)
     return _report(out, err, returncode, timed_out, timeout_s, memory_mb, cpu_s, max_output_chars)
@@ -143,7 +142,7 @@ def sandbox_argv(*, python: str, memory_mb: int, cpu_s: int) -> list[str]:
              "--"] if os.geteuid() == 0 else [])
     return [
         *drop, "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
-        "--cap-drop", "ALL", *binds, "--proc", "/proc", "--dev", "/dev",
+        "--cap-drop", "ALL", *binds, "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
         "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp", "--dir", WORKDIR, "--chdir", WORKDIR,
         "--file", "SCRIPT_FD", SCRIPT, "--remount-ro", "/",
         "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", WORKDIR, "--setenv", "TMPDIR", "/tmp",
@@ -156,9 +155,21 @@ def sandbox_argv(*, python: str, memory_mb: int, cpu_s: int) -> list[str]:
     ]
 
 
-@functools.cache
+_works = False
+
+
 def _probe() -> str | None:
-    """Why this host cannot run the sandbox, or None if it can (checked once per process)."""
+    """Why this host cannot run the sandbox, or None if it can (a success is remembered for the
+    process; a failure is checked again next call, since it may have been passing, e.g. a timeout)."""
+    global _works
+    if _works:
+        return None
+    reason = _probe_once()
+    _works = reason is None
+    return reason
+
+
+def _probe_once() -> str | None:
     for program, package in (("bwrap", "bubblewrap"), ("prlimit", "util-linux"), *(
             [("setpriv", "util-linux")] if os.geteuid() == 0 else [])):
         if shutil.which(program) is None:

@@ -13,8 +13,11 @@ from agentrt.server.schemas import RunCreate
 
 
 def _merge_config(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest's config, then the request's; a request's ``null`` setting leaves the
+    manifest's value in place (it must not unset an operator's choice, e.g. the model)."""
     out = {**base, **(override or {})}
-    out["configurable"] = {**base.get("configurable", {}), **(override or {}).get("configurable", {})}
+    asked = {k: v for k, v in (override or {}).get("configurable", {}).items() if v is not None}
+    out["configurable"] = {**base.get("configurable", {}), **asked}
     return out
 
 

@@ -185,6 +185,8 @@ class RunManager:
         result = None
         try:
             if job.cancel_requested:
+                if self._stopping:  # the server is stopping: it stays pending and runs after the restart
+                    return
                 job.status, job.error = "interrupted", "cancelled before it started"
                 return
             self.store.set_running(job.run_id)  # before any work: a crash from here on interrupts it
@@ -239,7 +241,8 @@ class RunManager:
         if job.status == "interrupted" and not interrupts:
             thread_status = "idle"  # cancelled: the thread can take a new run
         try:
-            self.store.end_run(job.run_id, job.status, job.error, job.thread_id, thread_status)
+            if job.status != "pending":  # a run never started (the server is stopping) keeps its queued row
+                self.store.end_run(job.run_id, job.status, job.error, job.thread_id, thread_status)
         finally:
             self._call(self._settle, job)
 

@@ -8,6 +8,7 @@ one is a 422 naming it.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import (
@@ -57,6 +58,8 @@ def clean_json(data: Any) -> Any:
                 stack.append((item, depth + 1))
         elif isinstance(value, str) and not _utf8(value):
             dirty = True
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("the request holds NaN or Infinity, which JSON does not allow; send a finite number")
     return _replace_surrogates(data) if dirty else data
 
 
@@ -149,6 +152,13 @@ class HistoryRequest(_Request):
     limit: int = Field(10, ge=1, le=1000)
     before: dict[str, Any] | None = None
 
+    @field_validator("before")
+    @classmethod
+    def _checkpoint_id_is_text(cls, before: dict[str, Any] | None) -> dict[str, Any] | None:
+        if before is not None and not isinstance(before.get("checkpoint_id", ""), str):
+            raise ValueError("before.checkpoint_id must be a checkpoint id (a string)")
+        return before
+
 
 class Command(_Request):
     resume: Any = None
@@ -175,6 +185,8 @@ class RunCreate(_Request):
     def _configurable_is_an_object(cls, config: dict[str, Any] | None) -> dict[str, Any] | None:
         if config is not None and not isinstance(config.get("configurable", {}), dict):
             raise ValueError("config.configurable must be an object of settings, e.g. {\"temperature\": 0.2}")
+        if config is not None and not isinstance(config.get("metadata", {}), dict):
+            raise ValueError("config.metadata must be an object")
         return config
 
 

@@ -32,7 +32,7 @@ def thread_or_404(request: Request, thread_id: str, owner: str) -> dict[str, Any
 
 def thread_state_of(request: Request, thread: dict[str, Any], checkpoint_id: str | None = None) -> dict[str, Any]:
     graph_id = thread["metadata"].get("graph_id")
-    if not graph_id or graph_id not in request.app.state.graphs.stateful:
+    if not isinstance(graph_id, str) or graph_id not in request.app.state.graphs.stateful:
         return {"values": {}, "next": [], "tasks": [], "interrupts": [], "checkpoint": None, "metadata": None}
     graph = request.app.state.graphs.get(graph_id)
     config: dict[str, Any] = {"configurable": {"thread_id": thread["state_key"]}}
@@ -106,7 +106,7 @@ async def thread_state_at(request: Request, thread_id: str, checkpoint_id: str, 
 def history(request: Request, thread_id: str, owner: str, limit: int, before: dict[str, Any] | None) -> Any:
     thread = thread_or_404(request, thread_id, owner)
     graph_id = thread["metadata"].get("graph_id")
-    if not graph_id or graph_id not in request.app.state.graphs.stateful:
+    if not isinstance(graph_id, str) or graph_id not in request.app.state.graphs.stateful:
         return []
     graph = request.app.state.graphs.get(graph_id)
     config = {"configurable": {"thread_id": thread["state_key"]}}
