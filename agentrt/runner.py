@@ -153,8 +153,7 @@ def record_call(store: TrajectoryStore, *, graph: str, model: str, prompt: list[
     store.start_run(run_id=run_id, thread_id=None, graph=graph, model=model, input=_describe({"messages": prompt}),
                     metadata=metadata)
     record_input(store, run_id, {"messages": prompt})
-    system, digest = prompt_digest(prompt, tools)
-    store.add_event(run_id, PROMPT_NODE, {"id": digest, "system": system, "tools": _json_safe(list(tools))})
+    store.add_event(run_id, PROMPT_NODE, _prompt_event(prompt, tools)[1])
     store.add_event(run_id, "model", _payload({"messages": [reply]}))
     store.finish_run(run_id, status="completed", final_answer=str(reply.content).strip() or None,
                      stop_reason="answered")
@@ -215,13 +214,18 @@ class PromptRecorder(BaseCallbackHandler):
     def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **kwargs: Any) -> None:
         tools = (kwargs.get("invocation_params") or {}).get("tools") or []
         for batch in messages:
-            system, digest = prompt_digest(batch, tools)
+            digest, event = _prompt_event(batch, tools)
             with self._lock:
                 if digest in self._seen:
                     continue
                 self._seen.add(digest)
-            self.store.add_event(self.run_id, PROMPT_NODE, {"id": digest, "system": system,
-                                                             "tools": _json_safe(list(tools))})
+            self.store.add_event(self.run_id, PROMPT_NODE, event)
+
+
+def _prompt_event(messages: list[BaseMessage], tools: list[Any]) -> tuple[str, dict[str, Any]]:
+    """(id, payload) of a prompt record: the system prompt and tools, under the id models stamp."""
+    system, digest = prompt_digest(messages, tools)
+    return digest, {"id": digest, "system": system, "tools": _json_safe(list(tools))}
 
 
 def _with_recorder(callbacks: Any, recorder: PromptRecorder) -> Any:
