@@ -82,15 +82,7 @@ class ExportReport(Tally):
                 "no trajectories matched the filters"
         else:
             text = f"exported {self.written} {unit}{where}"
-        if self.skipped:
-            text += f"; skipped {len(self.skipped)} malformed"
-        if self.tool_errors:
-            text += (f"; left out {self.tool_errors} whose tool calls went wrong (invalid, failed, timed out or "
-                     "rejected, or no answer after a tool result; --tool-errors keeps them)")
-        if self.edited:
-            how = {"as-run": "as they ran (human edits included)", "model": "as the model wrote them",
-                   "skip": "not at all"}[self.edits]
-            text += f"; {self.edited} runs had turns a human edited, emitted {how}"
+        text = "; ".join([text, *self.left_out()])
         if self.sidecar:
             text += f" (task_type and difficulty in {self.sidecar})"
         return text

@@ -28,14 +28,7 @@ class Selection(Tally):
     run_ids: list[str] = Field(default_factory=list)
 
     def summary(self) -> str:
-        parts = [f"{len(self.conversations)} of {self.matched} matching runs kept"]
-        if self.tool_errors:
-            parts.append(f"{self.tool_errors} left out because a tool call went wrong")
-        if self.skipped:
-            parts.append(f"{len(self.skipped)} malformed")
-        if self.edited:
-            parts.append(f"{self.edited} with human-edited turns ({self.edits})")
-        return "; ".join(parts)
+        return "; ".join([f"{len(self.conversations)} of {self.matched} matching runs kept", *self.left_out()])
 
 
 def choose(store: TrajectoryStore, flt: ExportFilter, edits: Edits = "as-run") -> Selection:

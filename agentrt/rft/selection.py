@@ -91,6 +91,18 @@ class Tally(BaseModel):
     edited: int = 0  # runs with such turns (emitted as ``edits`` says, or left out for "skip")
     skipped: list[SkippedRun] = Field(default_factory=list)  # malformed: cannot be an example
 
+    def left_out(self) -> list[str]:
+        """What was left out and why, one phrase each, for a summary line."""
+        parts = [f"skipped {len(self.skipped)} malformed"] if self.skipped else []
+        if self.tool_errors:
+            parts.append(f"left out {self.tool_errors} whose tool calls went wrong (invalid, failed, timed out or "
+                         "rejected, or no answer after a tool result; --tool-errors keeps them)")
+        if self.edited:
+            how = {"as-run": "as they ran (human edits included)", "model": "as the model wrote them",
+                   "skip": "not at all"}[self.edits]
+            parts.append(f"{self.edited} runs had turns a human edited, emitted {how}")
+        return parts
+
 
 def candidates(store: TrajectoryStore, flt: ExportFilter, tally: Tally) -> Iterator[Trajectory]:
     """The matching runs that may become training examples, counting in ``tally`` those left out:
